@@ -1,0 +1,155 @@
+"""Declarative experiments: a TOML file of collections x pipelines x measures.
+
+Example::
+
+    [experiment]
+    name = "demo"
+    measures = ["nDCG@10", "AP@100", "RR@10", "R@100"]
+    baseline = "bm25"            # pipeline the others are compared with (per collection)
+    significance = "t"           # "t" | "randomization"
+    output = "results/demo"      # JSON record and HTML report go here
+    cache = ".rankstack-cache"   # stage outputs and indexes
+
+    [[collections]]
+    name = "scifact"             # a name from `rankstack datasets`
+
+    [[pipelines]]
+    name = "bm25"
+    stages = [{ stage = "bm25", k = 1000 }]
+
+    [[pipelines]]
+    name = "bm25"                # same name on another collection: a shipped run
+    collections = ["dl19"]
+    stages = [{ stage = "run", run = "bm25" }]
+
+    [[expected]]                 # golden figures: a regression turns the check red
+    collection = "scifact"
+    pipeline = "bm25"
+    measure = "nDCG@10"
+    value = 0.6789
+    tolerance = 0.0005
+
+A stage is ``{stage = NAME, ...params}`` (NAME from the stage registry, or ``run`` for a run file,
+``cutoff`` with ``k``); ``{stage = "fuse", pipelines = [...], method = "rrf"}`` fuses other pipelines.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass
+class PipelineSpec:
+    name: str
+    stages: list[dict[str, Any]]
+    collections: list[str] | None = None  # None: every collection
+
+
+@dataclass
+class Expected:
+    collection: str
+    pipeline: str
+    measure: str
+    value: float
+    tolerance: float
+
+
+@dataclass
+class ExperimentSpec:
+    name: str
+    path: Path
+    collections: list[str]
+    pipelines: list[PipelineSpec]
+    measures: list[str]
+    baseline: str | None = None
+    significance: str = "t"
+    alpha: float = 0.05
+    output: Path | None = None
+    cache: Path | None = None
+    expected: list[Expected] = field(default_factory=list)
+
+    def pipelines_for(self, collection: str) -> list[PipelineSpec]:
+        return [p for p in self.pipelines if p.collections is None or collection in p.collections]
+
+
+def _need(table: dict, key: str, where: str, typ: type | tuple[type, ...]) -> Any:
+    if key not in table:
+        raise ConfigError(f"{where}: missing field '{key}'")
+    val = table[key]
+    if not isinstance(val, typ):
+        names = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
+        raise ConfigError(f"{where}: field '{key}' must be {names}, got {type(val).__name__}")
+    return val
+
+
+def load_experiment(path: str | Path) -> ExperimentSpec:
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such experiment file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: invalid TOML: {e}") from None
+    base = path.parent
+    exp = raw.get("experiment", {})
+    where = f"{path} [experiment]"
+    measures = _need(exp, "measures", where, list)
+    if not measures:
+        raise ConfigError(f"{where}: 'measures' is empty")
+    from rankstack.measures import parse_measure
+
+    for m in measures:
+        try:
+            parse_measure(m)
+        except ValueError as e:
+            raise ConfigError(f"{where}: measure {m!r}: {e}") from None
+    colls = []
+    for i, c in enumerate(raw.get("collections", [])):
+        colls.append(_need(c, "name", f"{path} [[collections]] #{i + 1}", str))
+    if not colls:
+        raise ConfigError(f"{path}: no [[collections]]")
+    pipes = []
+    for i, p in enumerate(raw.get("pipelines", [])):
+        w = f"{path} [[pipelines]] #{i + 1}"
+        name = _need(p, "name", w, str)
+        stages = _need(p, "stages", w, list)
+        if not stages:
+            raise ConfigError(f"{w}: 'stages' is empty")
+        for j, s in enumerate(stages):
+            if not isinstance(s, dict) or "stage" not in s:
+                raise ConfigError(f"{w} stage #{j + 1}: each stage is a table with a 'stage' field")
+        only = p.get("collections")
+        if only is not None:
+            unknown = [c for c in only if c not in colls]
+            if unknown:
+                raise ConfigError(f"{w}: collections {unknown} are not in [[collections]]")
+        pipes.append(PipelineSpec(name, stages, only))
+    if not pipes:
+        raise ConfigError(f"{path}: no [[pipelines]]")
+    expected = []
+    for i, e in enumerate(raw.get("expected", [])):
+        w = f"{path} [[expected]] #{i + 1}"
+        expected.append(Expected(
+            _need(e, "collection", w, str), _need(e, "pipeline", w, str), _need(e, "measure", w, str),
+            float(_need(e, "value", w, (int, float))), float(e.get("tolerance", 1e-4)),
+        ))
+    sig = exp.get("significance", "t")
+    if sig not in ("t", "randomization"):
+        raise ConfigError(f"{where}: significance must be 't' or 'randomization', got {sig!r}")
+    out = exp.get("output")
+    cache = exp.get("cache")
+    baseline = exp.get("baseline")
+    if baseline is not None and baseline not in {p.name for p in pipes}:
+        raise ConfigError(f"{where}: baseline {baseline!r} is not a pipeline name")
+    return ExperimentSpec(
+        name=exp.get("name", path.stem), path=path, collections=colls, pipelines=pipes,
+        measures=list(measures), baseline=baseline, significance=sig, alpha=float(exp.get("alpha", 0.05)),
+        output=(base / out) if out else None, cache=(base / cache) if cache else None, expected=expected,
+    )

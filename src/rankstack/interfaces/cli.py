@@ -1,0 +1,288 @@
+"""The ``rankstack`` command line.
+
+Errors are printed as one line (``error: ...``) with exit status 2, unless ``--debug`` is given, in
+which case the traceback is shown.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="rankstack: retrieve, rerank, evaluate, train.")
+_DEBUG = {"on": False}
+
+
+@app.callback()
+def _main(debug: Annotated[bool, typer.Option("--debug", help="show tracebacks")] = False) -> None:
+    _DEBUG["on"] = debug or bool(os.environ.get("RANKSTACK_DEBUG"))
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _collection_paths(collection: str, fmt: str):
+    """Docs (and a Collection if COLLECTION is a known dataset or a directory)."""
+    from rankstack.data import datasets
+    from rankstack.data.formats import load_collection, read_docs
+
+    if collection in datasets.KNOWN and not Path(collection).exists():
+        return datasets.load(collection)
+    p = Path(collection)
+    if not p.exists():
+        raise FileNotFoundError(f"{collection}: no such file, directory or known dataset "
+                                f"(known: {', '.join(datasets.KNOWN)})")
+    if p.is_dir():
+        return load_collection(p)
+    from rankstack.data.records import Collection
+
+    return Collection(name=p.stem, docs=read_docs(p, format=fmt), queries=[], qrels=None)
+
+
+@app.command()
+def index(
+    collection: Annotated[str, typer.Argument(help="collection file or directory, or a known dataset name")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="index directory")],
+    format: Annotated[str, typer.Option("--format", help="auto|beir|msmarco|trec|smart|jsonl")] = "auto",
+    k1: float = 0.9,
+    b: float = 0.4,
+    dense: Annotated[Optional[str], typer.Option("--dense", help="also build a dense index with MODEL "
+                                                 "('default' = all-MiniLM-L6-v2)")] = None,
+) -> None:
+    """Index a collection: a document store and a BM25 index (and a dense index with --dense)."""
+    from rankstack.data.docstore import DocStore
+    from rankstack.stages.bm25 import BM25Index
+
+    coll = _collection_paths(collection, format)
+    output.mkdir(parents=True, exist_ok=True)
+    docs = coll.docs.values() if isinstance(coll.docs, dict) else coll.docs
+    store = DocStore.build(docs, output / "docstore", progress=True)
+    BM25Index.build(store.iter_docs(), output / "bm25", k1=k1, b=b, progress=True)
+    manifest = {"collection": collection, "format": format, "documents": len(store), "bm25": {"k1": k1, "b": b}}
+    if dense:
+        from rankstack.stages.dense import build_dense_index
+
+        build_dense_index(store, output / "dense", model=None if dense == "default" else dense)
+        manifest["dense"] = {"model": dense}
+    (output / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    _console().print(f"indexed {len(store):,} documents into {output}")
+
+
+@app.command()
+def search(
+    index_dir: Annotated[Path, typer.Argument(help="directory written by `rankstack index`")],
+    queries: Annotated[Path, typer.Argument(help="queries file (tsv, BEIR jsonl, TREC topics, SMART)")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="run file to write (TREC format)")],
+    k: Annotated[int, typer.Option("--k", help="documents per query")] = 1000,
+    retriever: Annotated[str, typer.Option("--retriever", help="bm25|dense|hybrid")] = "bm25",
+    tag: str = "rankstack",
+) -> None:
+    """Retrieve the top k documents of each query (BM25 unless told otherwise)."""
+    from rankstack.data.formats import read_queries, write_run
+
+    qs = read_queries(queries)
+    if retriever == "bm25":
+        from rankstack.stages.bm25 import BM25Retriever
+
+        stage = BM25Retriever(index_dir / "bm25", k=k)
+    elif retriever in ("dense", "hybrid"):
+        from rankstack.stages.dense import DenseRetriever
+
+        dense_stage = DenseRetriever(index_dir / "dense", k=k)
+        if retriever == "dense":
+            stage = dense_stage
+        else:
+            from rankstack.stages.bm25 import BM25Retriever
+            from rankstack.stages.fusion import Fuse
+
+            stage = Fuse([BM25Retriever(index_dir / "bm25", k=k), dense_stage], method="rrf") % k
+    else:
+        raise ValueError(f"--retriever must be bm25, dense or hybrid, got {retriever!r}")
+    run = stage(qs)
+    write_run(run, output, tag=tag)
+    s = run.stats
+    _console().print(f"{len(qs)} queries, {s['wall_s']:.2f}s, {s['queries_per_s']:.1f} queries/s -> {output}")
+
+
+@app.command()
+def evaluate(
+    qrels: Annotated[Path, typer.Argument(help="TREC qrels, BEIR tsv or SMART relevance file")],
+    run: Annotated[Path, typer.Argument(help="TREC run file")],
+    measure: Annotated[Optional[list[str]], typer.Option("-m", "--measure", help="e.g. nDCG@10, P(rel=2)@5")] = None,
+    per_query: Annotated[bool, typer.Option("--per-query", "-q", help="also print per-query values")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    all_judged: Annotated[bool, typer.Option("-c", "--all-judged", help="average over all judged queries "
+                                             "(trec_eval -c)")] = False,
+    remove_query_doc: Annotated[bool, typer.Option("--remove-query-doc", help="drop documents whose id equals "
+                                                   "the query id (ArguAna, Quora)")] = False,
+) -> None:
+    """Evaluate a run, printing trec_eval-style lines ``measure<TAB>qid|all<TAB>value``."""
+    from rankstack.data.formats import read_qrels, read_run
+    from rankstack.measures import evaluate_per_query
+
+    measures = measure or ["nDCG@10", "AP", "RR@10", "R@100", "P@10"]
+    q = read_qrels(qrels)
+    r = read_run(run)
+    agg, perq = evaluate_per_query(q, r, measures, all_judged=all_judged, remove_query_doc=remove_query_doc)
+    if as_json:
+        out = {"aggregate": agg}
+        if per_query:
+            out["per_query"] = perq
+        typer.echo(json.dumps(out, indent=1))
+        return
+    lines = []
+    for m in measures:
+        if per_query:
+            for qid in sorted(perq[m]):
+                lines.append(f"{m}\t{qid}\t{perq[m][qid]:.4f}")
+        lines.append(f"{m}\tall\t{agg[m]:.4f}")
+    typer.echo("\n".join(lines))
+
+
+@app.command()
+def experiment(
+    file: Annotated[Path, typer.Argument(help="experiment TOML file")],
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="recompute every stage")] = False,
+    check: Annotated[bool, typer.Option("--check/--no-check", help="exit 1 if a golden figure fails")] = True,
+) -> None:
+    """Run an experiment: collections x pipelines x measures -> table, JSON and HTML report."""
+    from rich.console import Console
+
+    from rankstack.experiments.config import load_experiment
+    from rankstack.experiments.report import render_checks, render_table
+    from rankstack.experiments.runner import run_experiment
+
+    spec = load_experiment(file)
+    report = run_experiment(spec, progress=True, cache=not no_cache)
+    con = Console()
+    con.print(render_table(report))
+    if report.checks:
+        con.print(render_checks(report))
+    if spec.output:
+        con.print(f"JSON: {spec.output / 'results.json'}  HTML: {spec.output / 'report.html'}")
+    if check and report.failed_checks:
+        _console().print(f"[red]{len(report.failed_checks)} golden figure(s) out of tolerance[/]")
+        raise typer.Exit(1)
+
+
+@app.command()
+def datasets() -> None:
+    """The collections rankstack knows, and where they are on this machine."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from rankstack.data import datasets as ds
+
+    t = Table()
+    for c in ("name", "description", "location"):
+        t.add_column(c)
+    for spec, path in ds.available():
+        t.add_row(spec.name, spec.description, str(path) if path else "[red]not found[/]")
+    Console().print(t)
+
+
+@app.command()
+def fuse(
+    runs: Annotated[list[Path], typer.Argument(help="two or more TREC run files")],
+    output: Annotated[Path, typer.Option("-o", "--output")],
+    method: Annotated[str, typer.Option("--method", help="rrf|combsum|combmnz|wsum")] = "rrf",
+    norm: Annotated[Optional[str], typer.Option("--norm", help="minmax|zscore")] = None,
+    weight: Annotated[Optional[list[float]], typer.Option("--weight", help="one per run, for wsum")] = None,
+    k: Annotated[int, typer.Option("--k", help="documents per query to keep")] = 1000,
+) -> None:
+    """Fuse runs (hybrid search)."""
+    from rankstack.data.formats import read_run, write_run
+    from rankstack.stages.fusion import fuse_runs
+
+    if len(runs) < 2:
+        raise ValueError("fuse needs at least two runs")
+    fused = fuse_runs([read_run(p) for p in runs], method=method, norm=norm, weights=weight).cut(k)
+    write_run(fused, output, tag=f"fuse-{method}")
+    _console().print(f"fused {len(runs)} runs ({method}) -> {output}")
+
+
+@app.command()
+def rerank(
+    run: Annotated[Path, typer.Argument(help="candidate run (TREC format)")],
+    queries: Annotated[Path, typer.Argument(help="queries file")],
+    collection: Annotated[str, typer.Argument(help="collection file/dir, index dir, or known dataset")],
+    output: Annotated[Path, typer.Option("-o", "--output")],
+    model: Annotated[Optional[str], typer.Option("--model", help="model directory, hub id, GGUF or alias")] = None,
+    reranker: Annotated[str, typer.Option("--reranker", help="cross-encoder|dense-rerank|pointwise|pairwise|"
+                                          "setwise|listwise|first|eliminate|reasoning")] = "cross-encoder",
+    strategy: Annotated[Optional[str], typer.Option("--strategy", help="single|sliding|heap|bubble|allpairs")] = None,
+    backend: Annotated[str, typer.Option("--backend", help="transformers|llamacpp|openai")] = "transformers",
+    base_url: Annotated[Optional[str], typer.Option("--base-url")] = None,
+    k: Annotated[int, typer.Option("--k", help="candidates per query to rerank")] = 100,
+) -> None:
+    """Rerank the top k candidates of a run."""
+    from rankstack.data.formats import read_queries, read_run, write_run
+    from rankstack.stages.base import FromRun
+
+    cand = read_run(run)
+    qs = read_queries(queries)
+    docs = _docs_for(collection)
+    stage = _make_reranker(reranker, model=model, strategy=strategy, backend=backend, base_url=base_url, docs=docs)
+    out = (FromRun(cand, name=run.stem) % k >> stage)(qs)
+    write_run(out, output, tag=reranker)
+    s = out.stats
+    _console().print(f"{reranker}: {len(qs)} queries, {s['wall_s']:.2f}s, {s['items_per_s']:.1f} docs/s -> {output}")
+
+
+def _docs_for(collection: str):
+    p = Path(collection)
+    if (p / "docstore").exists():
+        from rankstack.data.docstore import DocStore
+
+        return DocStore.open(p / "docstore")
+    coll = _collection_paths(collection, "auto")
+    return coll.docs if isinstance(coll.docs, dict) else {d.id: d for d in coll.docs}
+
+
+def _make_reranker(name: str, *, model, strategy, backend, base_url, docs):
+    from rankstack.stages.registry import entries, resolve
+
+    llm = {e.name for e in entries() if e.extra == "llm"}
+    if name in llm:
+        from rankstack.stages.llm import make_llm_reranker
+
+        return make_llm_reranker(name, strategy=strategy, model=model, backend=backend, base_url=base_url, docs=docs)
+    factory = resolve(name)
+    kwargs = {"docs": docs}
+    if model:
+        kwargs["model"] = model
+    return factory(**kwargs)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        app(args=argv, standalone_mode=False)
+    except SystemExit as e:
+        raise
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except Exception as e:  # one clear line unless --debug
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        if isinstance(e, click.exceptions.Abort):
+            sys.exit(130)
+        if _DEBUG["on"] or "--debug" in (argv or sys.argv):
+            raise
+        msg = str(e) or type(e).__name__
+        print(f"error: {msg}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
