@@ -35,6 +35,7 @@ A stage is ``{stage = NAME, ...params}`` (NAME from the stage registry, or ``run
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,5 +152,9 @@ def load_experiment(path: str | Path) -> ExperimentSpec:
     return ExperimentSpec(
         name=exp.get("name", path.stem), path=path, collections=colls, pipelines=pipes,
         measures=list(measures), baseline=baseline, significance=sig, alpha=float(exp.get("alpha", 0.05)),
-        output=(base / out) if out else None, cache=(base / cache) if cache else None, expected=expected,
+        output=_norm(base / out) if out else None, cache=_norm(base / cache) if cache else None, expected=expected,
     )
+
+
+def _norm(p: Path) -> Path:
+    return Path(os.path.normpath(p))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import inspect
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,8 @@ def build_stage(spec: dict[str, Any], ctx: Context, where: str) -> Stage:
         return Cutoff(int(params["k"]))
     if name == "fuse":
         return _fuse_stage(params, ctx, where)
+    if name in _ADAPTERS:
+        return _ADAPTERS[name](ctx, params)
     factory = resolve(name)
     from_spec = getattr(factory, "from_spec", None)
     if from_spec is not None:
@@ -52,6 +54,35 @@ def build_stage(spec: dict[str, Any], ctx: Context, where: str) -> Stage:
         return factory(**params)
     except TypeError as e:
         raise ConfigError(f"{where}: stage {name!r}: {e}") from None
+
+
+def _bm25_index(ctx: Context) -> Any:
+    """The collection's BM25 index, built once into the cache directory."""
+    from rankstack.stages.bm25 import BM25Index
+
+    path = ctx.cache_dir / "index" / "bm25"
+    if (path / ".complete").exists():
+        return BM25Index.load(path)
+    docs = ctx.docs.values() if isinstance(ctx.docs, dict) else ctx.docs
+    index = BM25Index.build(docs, path, progress=False)
+    (path / ".complete").write_text("ok")
+    return index
+
+
+def _bm25(ctx: Context, params: dict[str, Any]) -> Stage:
+    from rankstack.stages.bm25 import BM25Retriever
+
+    return BM25Retriever(_bm25_index(ctx), **params)
+
+
+def _bm25_rerank(ctx: Context, params: dict[str, Any]) -> Stage:
+    from rankstack.stages.bm25 import BM25Reranker
+
+    return BM25Reranker(_bm25_index(ctx), **params)
+
+
+#: stages that need an index built from the collection (by registry name)
+_ADAPTERS: dict[str, Any] = {"bm25": _bm25, "bm25-rerank": _bm25_rerank}
 
 
 def _run_stage(params: dict[str, Any], ctx: Context, where: str) -> Stage:
@@ -128,7 +159,7 @@ def run_pipeline(pspec: PipelineSpec, ctx: Context, cache: bool = True) -> Run:
 
 
 def run_experiment(spec: ExperimentSpec, progress: bool = True, cache: bool = True) -> Report:
-    from rankstack.measures import evaluate_per_query, significance_rows
+    from rankstack.measures import Evaluator, significance_table
 
     cache_root = spec.cache or Path(".rankstack-cache")
     results: list[Result] = []
@@ -146,7 +177,11 @@ def run_experiment(spec: ExperimentSpec, progress: bool = True, cache: bool = Tr
             t0 = time.perf_counter()
             run = run_pipeline(pspec, ctx, cache=cache)
             ctx.runs[pspec.name] = run
-            agg, perq = evaluate_per_query(ctx.collection.qrels, run, spec.measures)
+            if ctx.collection.qrels is None:
+                raise ConfigError(f"collection {cname!r} has no qrels to evaluate with")
+            ev = Evaluator(ctx.collection.qrels, spec.measures).evaluate(run)
+            agg = {m: ev[m] for m in spec.measures}
+            perq = {m: ev.query_values(m) for m in spec.measures}
             stats = dict(run.stats)
             stats.setdefault("wall_s", time.perf_counter() - t0)
             stats["ms_per_query"] = 1000.0 * float(stats["wall_s"]) / max(1, len(ctx.collection.queries))
@@ -159,12 +194,12 @@ def run_experiment(spec: ExperimentSpec, progress: bool = True, cache: bool = Tr
                 continue
             others = [r for r in results if r.collection == cname and r is not base]
             for m in spec.measures:
-                rows = significance_rows(
+                rows = significance_table(
                     base.per_query[m], {r.pipeline: r.per_query[m] for r in others},
-                    test=spec.significance, alpha=spec.alpha,
+                    test=spec.significance, alpha=spec.alpha, correction="holm",
                 )
-                for r in others:
-                    r.significance[m] = rows[r.pipeline]
+                for r, row in zip(others, rows):
+                    r.significance[m] = asdict(row)
     checks = []
     for e in spec.expected:
         r = next((r for r in results if r.collection == e.collection and r.pipeline == e.pipeline), None)

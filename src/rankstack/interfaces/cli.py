@@ -126,12 +126,14 @@ def evaluate(
 ) -> None:
     """Evaluate a run, printing trec_eval-style lines ``measure<TAB>qid|all<TAB>value``."""
     from rankstack.data.formats import read_qrels, read_run
-    from rankstack.measures import evaluate_per_query
+    from rankstack.measures import evaluate as _evaluate
 
     measures = measure or ["nDCG@10", "AP", "RR@10", "R@100", "P@10"]
     q = read_qrels(qrels)
     r = read_run(run)
-    agg, perq = evaluate_per_query(q, r, measures, all_judged=all_judged, remove_query_doc=remove_query_doc)
+    ev = _evaluate(q, r, measures, all_judged=all_judged, remove_query_doc=remove_query_doc)
+    agg = {m: ev[m] for m in measures}
+    perq = {m: ev.query_values(m) for m in measures}
     if as_json:
         out = {"aggregate": agg}
         if per_query:

@@ -1,0 +1,69 @@
+"""The command line, run as a user runs it (a subprocess of the installed entry point)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DL19 = ROOT / "data" / "trec-dl-2019"
+CRAN = ROOT / "data" / "cranfield"
+
+
+def rs(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rankstack.interfaces.cli", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_evaluate_prints_trec_eval_lines():
+    p = rs("evaluate", str(DL19 / "qrels.txt"), str(DL19 / "bm25.top100.trec"), "-m", "nDCG@10", "-m", "P(rel=2)@5")
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.strip().splitlines()
+    assert lines[0] == "nDCG@10\tall\t0.5058"
+    assert lines[1].startswith("P(rel=2)@5\tall\t")
+
+
+def test_evaluate_per_query_and_json():
+    p = rs("evaluate", str(DL19 / "qrels.txt"), str(DL19 / "bm25.top100.trec"), "-m", "nDCG@10", "--per-query")
+    lines = p.stdout.strip().splitlines()
+    assert len(lines) == 44 and lines[-1] == "nDCG@10\tall\t0.5058"
+    assert all(line.split("\t")[1] != "all" for line in lines[:-1])
+    p = rs("evaluate", str(DL19 / "qrels.txt"), str(DL19 / "bm25.top100.trec"), "-m", "nDCG@10", "--json")
+    import json
+
+    assert json.loads(p.stdout)["aggregate"]["nDCG@10"] == pytest.approx(0.50585, abs=1e-4)
+
+
+def test_errors_are_one_line_unless_debug(tmp_path):
+    bad = tmp_path / "bad.trec"
+    bad.write_text("q1 Q0 d1 1 2.0 tag\nq1 Q0 d2 oops\n")
+    p = rs("evaluate", str(DL19 / "qrels.txt"), str(bad))
+    assert p.returncode == 2
+    err = p.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and f"{bad}:2" in err[0]
+    p = rs("--debug", "evaluate", str(DL19 / "qrels.txt"), str(bad))
+    assert p.returncode != 0 and "Traceback" in p.stderr
+
+
+def test_index_search_evaluate_cranfield(tmp_path):
+    idx = tmp_path / "idx"
+    p = rs("index", str(CRAN), "-o", str(idx), "--format", "smart")
+    assert p.returncode == 0, p.stderr
+    run = tmp_path / "cran.trec"
+    p = rs("search", str(idx), str(CRAN / "cran.qry"), "-o", str(run), "--k", "100")
+    assert p.returncode == 0, p.stderr
+    lines = run.read_text().splitlines()
+    assert len({line.split()[0] for line in lines}) == 225
+    p = rs("evaluate", str(CRAN / "cran.qrels"), str(run), "-m", "nDCG@10")
+    value = float(p.stdout.split("\t")[-1])
+    assert 0.30 < value < 0.50, p.stdout  # BM25 on Cranfield is around 0.4
+
+
+def test_datasets_lists_bundled_collections():
+    p = rs("datasets")
+    assert p.returncode == 0
+    for name in ("scifact", "dl19", "cranfield"):
+        assert name in p.stdout
