@@ -35,7 +35,24 @@ _REGISTRY: dict[str, Entry] = {}
 
 # (name, "module:factory", extra, kind, help) -- modules are imported lazily
 _BUILTINS: list[tuple[str, str, str | None, str, str]] = [
-    ("bm25", "rankstack.stages.bm25:BM25Retriever", None, "retriever", "Lucene-equivalent BM25 (bm25s engine)"),
+    ("bm25", "rankstack.stages.bm25:BM25Retriever", None, "retriever",
+     "Lucene/Anserini-equivalent BM25 over a memory-mapped index"),
+    ("bm25-rerank", "rankstack.stages.bm25:BM25Reranker", None, "reranker",
+     "re-score candidates with Lucene-equivalent BM25 from a BM25 index"),
+    ("pointwise", "rankstack.stages.llm:pointwise", "llm", "reranker",
+     "LLM pointwise yes/no relevance (log p(Yes) - log p(No))"),
+    ("qlm", "rankstack.stages.llm:qlm", "llm", "reranker", "LLM query likelihood (UPR): log p(query | passage)"),
+    ("pairwise", "rankstack.stages.llm:pairwise", "llm", "reranker",
+     "LLM pairwise ranking prompting (PRP), both orders; heapsort/bubble/allpairs"),
+    ("setwise", "rankstack.stages.llm:setwise", "llm", "reranker", "LLM setwise: most relevant of k passages"),
+    ("listwise", "rankstack.stages.llm:listwise", "llm", "reranker",
+     "LLM listwise (RankGPT) generated permutation; sliding window"),
+    ("first", "rankstack.stages.llm:first", "llm", "reranker",
+     "FIRST: listwise ranking from the first identifier token's logits"),
+    ("eliminate", "rankstack.stages.llm:eliminate", "llm", "reranker",
+     "LLM iterative elimination (IRanker): drop the least relevant step by step"),
+    ("reasoning", "rankstack.stages.llm:reasoning", "llm", "reranker",
+     "LLM reasoning setwise (Rank-R1 <think>/<answer> format)"),
 ]
 
 
