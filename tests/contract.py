@@ -159,10 +159,12 @@ def spec_for(name: str) -> Spec:
 
     entry = next((e for e in registry.entries() if e.name == name), None)
     if entry is not None and entry.extra == "llm":
-        return Spec(
-            lambda docs: None,
-            skip=f"{name}: LLM reranker, minutes per call on CPU; add a Spec with a tiny model",
-        )
+        # the packaged SmolLM2-135M, one thread, small windows: seconds per query on this CPU
+        def llm(docs: dict[str, Document]) -> Stage:
+            return registry.create(name, docs=docs, model="smollm2", window=4, stride=2, k=3, set_size=3,
+                                   backend_opts={"threads": 1})
+
+        return Spec(llm, warns_on_long=True)
 
     def default(docs: dict[str, Document]) -> Stage:
         return registry.create(name, docs=docs)

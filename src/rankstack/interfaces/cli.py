@@ -325,7 +325,9 @@ def _make_reranker(name: str, *, model, strategy, backend, base_url, docs):
     if name in llm:
         from rankstack.stages.llm import make_llm_reranker
 
-        return make_llm_reranker(name, strategy=strategy, model=model, backend=backend, base_url=base_url, docs=docs)
+        backend = {"openai": "http"}.get(backend, backend)
+        return make_llm_reranker(name, strategy=strategy, model=model or "smollm2", backend=backend,
+                                 base_url=base_url, docs=docs)
     factory = resolve(name)
     kwargs = {"docs": docs}
     if model:

@@ -11,6 +11,8 @@ With a thread-safe backend (HTTP) queries run concurrently (``concurrency``).
 
 from __future__ import annotations
 
+import warnings
+
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -106,6 +108,10 @@ class LLMReranker(Reranker):
                 tot[k] += rec[k]
             tot["budget_hit_queries"] += int(ctx.budget_hit)
             tot["repairs"] += sum(ctx.repairs.values())
+        if tot["truncated_passages"]:
+            limit = getattr(self.scorer, "max_words", "?")
+            warnings.warn(f"{self.name}: {tot['truncated_passages']} passage texts (counted per prompt) truncated "
+                          f"to {limit} words", UserWarning, stacklevel=2)
         nq = max(1, len(results))
         tot["llm_calls_per_query"] = tot["llm_calls"] / nq
         tot["tokens_per_query"] = (tot["prompt_tokens"] + tot["completion_tokens"]) / nq

@@ -78,12 +78,21 @@ def entries(kind: str | None = None) -> list[Entry]:
     return [e for e in _REGISTRY.values() if kind is None or e.kind == kind]
 
 
-def resolve(name: str) -> Callable[..., Any]:
+def entry_kind(name: str) -> str:
+    """``retriever``, ``reranker`` or ``fusion``; raises for an unknown name."""
+    return resolve_entry(name).kind
+
+
+def resolve_entry(name: str) -> Entry:
     try:
-        entry = _REGISTRY[name]
+        return _REGISTRY[name]
     except KeyError:
         known = ", ".join(sorted(_REGISTRY))
         raise UnknownStageError(f"unknown stage {name!r}; known stages: {known}") from None
+
+
+def resolve(name: str) -> Callable[..., Any]:
+    entry = resolve_entry(name)
     module, attr = entry.target.split(":")
     try:
         mod = importlib.import_module(module)
