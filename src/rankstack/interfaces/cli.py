@@ -171,7 +171,7 @@ def experiment(
 
     spec = load_experiment(file)
     report = run_experiment(spec, progress=True, cache=not no_cache)
-    con = Console()
+    con = Console(width=None if sys.stdout.isatty() else 150)
     con.print(render_table(report))
     if report.checks:
         con.print(render_checks(report))
