@@ -227,7 +227,7 @@ def rerank(
     model: Annotated[Optional[str], typer.Option("--model", help="model directory, hub id, GGUF or alias")] = None,
     reranker: Annotated[str, typer.Option("--reranker", help="cross-encoder|dense-rerank|pointwise|pairwise|"
                                           "setwise|listwise|first|eliminate|reasoning")] = "cross-encoder",
-    strategy: Annotated[Optional[str], typer.Option("--strategy", help="single|sliding|heap|bubble|allpairs")] = None,
+    strategy: Annotated[Optional[str], typer.Option("--strategy", help="single|sliding|heap(sort)|bubble|allpairs")] = None,
     backend: Annotated[str, typer.Option("--backend", help="transformers|llamacpp|openai")] = "transformers",
     base_url: Annotated[Optional[str], typer.Option("--base-url")] = None,
     k: Annotated[int, typer.Option("--k", help="candidates per query to rerank")] = 100,
@@ -326,6 +326,7 @@ def _make_reranker(name: str, *, model, strategy, backend, base_url, docs):
         from rankstack.stages.llm import make_llm_reranker
 
         backend = {"openai": "http"}.get(backend, backend)
+        strategy = {"heap": "heapsort"}.get(strategy, strategy) if strategy else None
         return make_llm_reranker(name, strategy=strategy, model=model or "smollm2", backend=backend,
                                  base_url=base_url, docs=docs)
     factory = resolve(name)
