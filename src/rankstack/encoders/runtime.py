@@ -553,6 +553,13 @@ class CrossEncoderModel(_Runtime):
 # ----------------------------------------------------------------------------------------------
 
 
+def _model_inputs(input_ids: Any, attention_mask: Any, token_type_ids: Any) -> dict[str, Any]:
+    kw = {"input_ids": input_ids, "attention_mask": attention_mask}
+    if token_type_ids is not None:
+        kw["token_type_ids"] = token_type_ids
+    return kw
+
+
 def _pooled_module(model: Any, pooling: str, normalize: bool) -> Any:
     torch = require("torch", "dense")
 
@@ -562,10 +569,7 @@ def _pooled_module(model: Any, pooling: str, normalize: bool) -> Any:
             self.model = model
 
         def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any = None) -> Any:
-            kw = {"input_ids": input_ids, "attention_mask": attention_mask}
-            if token_type_ids is not None:
-                kw["token_type_ids"] = token_type_ids
-            h = self.model(**kw).last_hidden_state
+            h = self.model(**_model_inputs(input_ids, attention_mask, token_type_ids)).last_hidden_state
             if pooling == "cls":
                 e = h[:, 0]
             elif pooling == "max":
@@ -590,10 +594,7 @@ def _logits_module(model: Any) -> Any:
             self.model = model
 
         def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any = None) -> Any:
-            kw = {"input_ids": input_ids, "attention_mask": attention_mask}
-            if token_type_ids is not None:
-                kw["token_type_ids"] = token_type_ids
-            return self.model(**kw).logits
+            return self.model(**_model_inputs(input_ids, attention_mask, token_type_ids)).logits
 
     return Logits()
 

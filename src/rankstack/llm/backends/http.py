@@ -146,16 +146,21 @@ class HTTPBackend(Backend):
             extra["logit_bias_type"] = "tokens"
 
         def one(p: str) -> Generation:
-            path, body = self._request(p, raw, **extra)
-            t0 = time.perf_counter()
-            resp = self._post(path, body)
-            lat = time.perf_counter() - t0
-            pt, ct = self._usage(resp)
-            if meter is not None:
-                meter.add(1, pt, ct, lat)
+            resp, pt, ct, lat = self._call(p, raw, meter, extra)
             return Generation(self._text(resp), pt, ct, lat)
 
         return self._map(one, prompts)
+
+    def _call(self, prompt: str, raw: bool, meter: Any, extra: dict[str, Any]) -> tuple[dict[str, Any], int, int, float]:
+        """One request: the response, prompt and completion tokens, latency (metered if asked)."""
+        path, body = self._request(prompt, raw, **extra)
+        t0 = time.perf_counter()
+        resp = self._post(path, body)
+        lat = time.perf_counter() - t0
+        pt, ct = self._usage(resp)
+        if meter is not None:
+            meter.add(1, pt, ct, lat)
+        return resp, pt, ct, lat
 
     def _top(self, resp: dict[str, Any]) -> dict[str, float]:
         ch = (resp.get("choices") or [{}])[0]
@@ -176,13 +181,7 @@ class HTTPBackend(Backend):
             extra["logprobs"] = True
 
         def one(p: str) -> np.ndarray:
-            path, body = self._request(p, raw, **extra)
-            t0 = time.perf_counter()
-            resp = self._post(path, body)
-            lat = time.perf_counter() - t0
-            pt, ct = self._usage(resp)
-            if meter is not None:
-                meter.add(1, pt, ct, lat)
+            resp, _, _, _ = self._call(p, raw, meter, extra)
             top = self._top(resp)
             if not top:
                 raise BackendError(f"{self.base_url}: the server returned no logprobs (does it support top_logprobs?)")
