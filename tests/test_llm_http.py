@@ -95,19 +95,32 @@ def test_logprobs_match_inprocess_llamacpp(server):
     be.close()
 
 
-@pytest.mark.xfail(reason="echo log-probs from llama-cpp-python 0.3.36 gave -40.2 vs -11.6 in-process: "
-                   "alignment of echoed prompt log-probs not yet understood", strict=False)
 def test_loglik_over_http_matches_inprocess(server):
+    """Query likelihood over HTTP equals llama.cpp in-process. llama-cpp-python's server shifts echoed
+    prompt log-probs by one token for SmolLM2 (no BOS token); the backend detects it and realigns."""
     from rankstack.llm.backends import make_backend
     from rankstack.llm.backends.http import HTTPBackend
 
     be = HTTPBackend(server, endpoint="completions")
     lc = make_backend("llamacpp", "smollm2", n_ctx=1024, threads=1)
-    la = be.loglik(["Passage: Paris is in France.\nQuestion:"], [" where is paris"])
-    lb = lc.loglik(["Passage: Paris is in France.\nQuestion:"], [" where is paris"])
+    prompts = ["Passage: Paris is in France.\nQuestion:", "Passage: Bananas are yellow.\nQuestion:"]
+    la = be.loglik(prompts, [" where is paris"] * 2)
+    lb = lc.loglik(prompts, [" where is paris"] * 2)
+    assert be.echo_alignment == "shifted"  # the server quirk this test pins down (see http.py)
     lc.close()
     be.close()
-    assert abs(la[0] - lb[0]) < 0.1, (la, lb)
+    np.testing.assert_allclose(la, lb, atol=0.1)
+    assert la[0] > la[1] + 1.0  # the passage about Paris makes the query likelier
+
+
+def test_loglik_shifted_token_outside_top_k_is_a_clear_error(server):
+    from rankstack.llm.backends import BackendError
+    from rankstack.llm.backends.http import HTTPBackend
+
+    be = HTTPBackend(server, endpoint="completions", echo_top_logprobs=1)
+    with pytest.raises(BackendError, match="not in the previous position's top-1 log-probs"):
+        be.loglik(["Passage: Paris is in France.\nQuestion:"], [" zebra quantum xylophone"])
+    be.close()
 
 
 def test_stage_over_http_concurrent(server):

@@ -148,3 +148,29 @@ def test_transformers_matches_llamacpp(backend):
         assert abs(ll_a[0] - ll_b[0]) < 0.5, (ll_a, ll_b)
     finally:
         lc.close()
+
+
+def test_llamacpp_kv_prefix_reuse_is_exact():
+    """The llama.cpp backend reuses the KV cache of the common token prefix of consecutive prompts and
+    feeds query-likelihood continuations token by token: results equal a fresh context's."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        pytest.skip("llama-cpp-python not installed")
+    from rankstack.llm.backends import make_backend
+
+    a = "Passage: Paris is the capital of France.\n\nQuery: capital of france\n\nRelevant? Answer 'Yes' or 'No'."
+    b = "Passage: Bananas are yellow.\n\nQuery: capital of france\n\nRelevant? Answer 'Yes' or 'No'."
+    lc = make_backend("llamacpp", "smollm2", n_ctx=1024, threads=1)
+    try:
+        seq = lc.next_token_logprobs([a, b, a], ["Yes", "No"])
+        np.testing.assert_array_equal(seq[0], seq[2])  # A after B: prefix reused, same logits
+        fresh = make_backend("llamacpp", "smollm2", n_ctx=1024, threads=1)
+        try:
+            np.testing.assert_allclose(fresh.next_token_logprobs([b], ["Yes", "No"])[0], seq[1], atol=1e-3)
+            ll_seq = lc.loglik(["Passage: Paris is in France.\nQuestion:"] * 2, [" where is paris", " what is a banana"])
+            ll_fresh = fresh.loglik(["Passage: Paris is in France.\nQuestion:"], [" what is a banana"])
+            assert abs(ll_seq[1] - ll_fresh[0]) < 0.05, (ll_seq, ll_fresh)
+            assert ll_seq[0] > ll_seq[1]
+        finally:
+            fresh.close()
+    finally:
+        lc.close()

@@ -33,6 +33,12 @@ class Context:
 def build_stage(spec: dict[str, Any], ctx: Context, where: str) -> Stage:
     params = {k: v for k, v in spec.items() if k != "stage"}
     name = spec["stage"]
+    if "train" in params:  # a model trained (once, then cached) by the experiment itself
+        from rankstack.experiments.training import trained_model
+
+        if "model" in params:
+            raise ConfigError(f"{where}: give either 'model' or 'train' (whose 'model' is the backbone), not both")
+        params["model"] = trained_model(params.pop("train"), name, ctx.cache_dir.parent, where)
     if name == "run":
         return _run_stage(params, ctx, where)
     if name == "cutoff":
@@ -134,7 +140,9 @@ def _fuse_stage(params: dict[str, Any], ctx: Context, where: str) -> Stage:
     missing = [n for n in names if n not in ctx.runs]
     if missing:
         raise ConfigError(f"{where}: fuse refers to {missing}, which must be earlier pipelines")
-    return Fuse([FromRun(ctx.runs[n], name=n, source=ctx.runs[n].fingerprint()) for n in names], **params)
+    depth = params.pop("depth", None)  # fuse only each run's top-`depth` (e.g. the reranked depth)
+    runs = {n: ctx.runs[n] if depth is None else ctx.runs[n].cut(int(depth)) for n in names}
+    return Fuse([FromRun(r, name=n, source=r.fingerprint()) for n, r in runs.items()], **params)
 
 
 @dataclass

@@ -194,16 +194,51 @@ class PairwiseScorer(Scorer):
 # ---- setwise ----------------------------------------------------------------------------------
 class SetwiseScorer(Scorer):
     """Setwise: which of k passages (labels A, B, ...) is the most relevant. ``method='logits'``: the
-    label likelihoods of the first answer token, softmaxed; ``'generate'``: a one-hot on the parsed label."""
+    label likelihoods of the first answer token, softmaxed; ``'generate'``: a one-hot on the parsed label.
+
+    ``debias`` (position debiasing; small models mostly answer "A", the first passage shown, which a
+    heap sort turns into the incoming order with its tail reversed):
+
+    * ``None``: one prompt per set;
+    * ``"reverse"``: a second prompt with the set in reverse order; 2 calls per set;
+    * ``"cyclic"``: k prompts, the set rotated by 0..k-1 positions, so that every passage is shown once
+      under every label; k calls per set.
+
+    Each prompt's label log-probabilities are renormalised over the k labels, mapped back to the
+    passages and averaged per passage (``'generate'``: the one-hot votes are averaged); the result is
+    softmaxed. Under a pure position preference (label log-prob = ``bias[position] + relevance[passage]``)
+    ``"cyclic"`` removes the bias exactly (every passage gets ``mean(bias)``), ``"reverse"`` removes
+    its antisymmetric part only (exact for a bias linear in the position; a first-label preference is
+    split between the first and the last passage). This is the permutation debiasing of Zheng et al.
+    ("Large Language Models Are Not Robust Multiple Choice Selectors", ICLR 2024) and of the
+    setwise / PRP papers' both-orders prompting, applied per set.
+    """
 
     kind = "set"
     name = "setwise"
+    DEBIAS = (None, "reverse", "cyclic")
 
-    def __init__(self, backend: Backend, max_words: int = 100, method: str = "logits"):
+    def __init__(self, backend: Backend, max_words: int = 100, method: str = "logits", debias: str | None = None):
         super().__init__(backend, max_words)
         if method not in ("logits", "generate"):
             raise ValueError(f"method must be 'logits' or 'generate', got {method!r}")
+        if debias not in self.DEBIAS:
+            raise ValueError(f"debias must be None, 'reverse' or 'cyclic', got {debias!r}")
         self.method = method
+        self.debias = debias
+
+    def orders(self, k: int) -> list[list[int]]:
+        """The presentation orders of a set of ``k`` passages (``order[j]`` = passage shown at label j)."""
+        ident = list(range(k))
+        if self.debias == "reverse" and k > 1:
+            return [ident, ident[::-1]]
+        if self.debias == "cyclic" and k > 1:
+            return [[(j + s) % k for j in range(k)] for s in range(k)]
+        return [ident]
+
+    def calls_per_select(self, k: int) -> int:
+        """LLM calls one :meth:`select` over ``k`` passages makes (for the budget)."""
+        return len(self.orders(k))
 
     def prompt(self, ctx: QueryContext, docs: Sequence[Document]) -> tuple[str, list[str]]:
         labels = [label_for(i, "letter") for i in range(len(docs))]
@@ -211,18 +246,32 @@ class SetwiseScorer(Scorer):
                                 passages=P.passage_block(self.texts(ctx, docs), labels, "passage")), labels
 
     def select(self, ctx: QueryContext, docs: Sequence[Document]) -> np.ndarray:
-        prompt, labels = self.prompt(ctx, docs)
+        k = len(docs)
+        orders = self.orders(k)
+        prompts = []
+        labels: list[str] = []
+        for o in orders:
+            pr, labels = self.prompt(ctx, [docs[i] for i in o])
+            prompts.append(pr)
+        acc = np.zeros(k)
         if self.method == "logits":
-            lp = self.backend.next_token_logprobs([prompt], [(lab, " " + lab) for lab in labels], meter=ctx.meter)[0]
-            e = np.exp(lp - lp.max())
-            ctx.log("setwise", prompt, {lab: float(v) for lab, v in zip(labels, lp)})
+            lp = self.backend.next_token_logprobs(prompts, [(lab, " " + lab) for lab in labels], meter=ctx.meter)
+            for pr, o, row in zip(prompts, orders, lp):
+                ctx.log("setwise", pr, {lab: float(v) for lab, v in zip(labels, row)})
+                m = row.max()
+                row = row - (m + np.log(np.exp(row - m).sum()))  # log-softmax over the k labels
+                acc[o] += row
+            acc /= len(orders)
+            e = np.exp(acc - acc.max())
             return e / e.sum()
-        g = self.backend.generate([prompt], max_tokens=8, meter=ctx.meter)[0]
-        ctx.log("setwise", prompt, g.text)
-        return _one_hot_from_text(ctx, g.text, len(docs), "letter")
+        gens = self.backend.generate(prompts, max_tokens=8, meter=ctx.meter)
+        for pr, o, g in zip(prompts, orders, gens):
+            ctx.log("setwise", pr, g.text)
+            acc[o] += _one_hot_from_text(ctx, g.text, k, "letter")
+        return acc / len(orders)
 
     def config(self):
-        return {**super().config(), "method": self.method}
+        return {**super().config(), "method": self.method, "debias": self.debias}
 
 
 def _one_hot_from_text(ctx: QueryContext, text: str, k: int, style: str) -> np.ndarray:

@@ -174,7 +174,8 @@ class _BestOf:
         if len(idx) == 1:
             return np.ones(1)
         if self.scorer.kind == "set":
-            if self.stopped or not self.ctx.allow(1):
+            need = getattr(self.scorer, "calls_per_select", lambda k: 1)(len(idx))
+            if self.stopped or self.ctx.allow(need) < need:
                 self.stopped = True
                 return None
             p = self.scorer.select(self.ctx, [self.docs[i] for i in idx])

@@ -149,7 +149,7 @@ def make_llm_reranker(
     server's model name with ``backend='http'``). ``backend``: transformers | llamacpp | http, or a
     :class:`~rankstack.llm.backends.Backend` instance. Backends are cached per (backend, model, url, opts)
     within the process. Extra keywords go to the scorer (``max_words``, ``method``, ``constrained``,
-    ``max_think_tokens``).
+    ``max_think_tokens``, setwise ``debias`` = None | "reverse" | "cyclic").
     """
     from rankstack.llm.backends import Backend, make_backend
     from rankstack.llm.scorers import SCORERS, Budget

@@ -6,8 +6,17 @@
 * Next-token log-probabilities come from ``logprobs``/``top_logprobs`` (top ``top_logprobs`` tokens).
   A candidate outside the returned top-k gets ``(lowest returned log-prob) - 1`` and is counted in
   :attr:`HTTPBackend.unscored` (the true value is below the lowest returned one).
-* Query likelihood uses ``/v1/completions`` with ``echo=true, max_tokens=0|1, logprobs=1`` (servers must
-  return prompt log-probs, e.g. llama-cpp-python with ``--logits_all true``).
+* Query likelihood uses ``/v1/completions`` with ``echo=true, max_tokens=1, logprobs=echo_top_logprobs``
+  (servers must return prompt log-probs, e.g. llama-cpp-python with ``--logits_all true``). OpenAI
+  semantics: entry ``i`` of the echoed ``token_logprobs`` is ``log p(token_i | tokens_<i)``.
+  llama-cpp-python's server (0.3.x, ``Llama._create_completion``) breaks this for models whose tokenizer
+  adds no BOS token (SmolLM2: ``add_bos_token=false``): it drops a leading BOS from the echoed tokens
+  but not from the logits rows, so entry ``i`` is ``log p_{i+1}(token_i)``, the distribution that
+  predicts the *next* token evaluated at the current one (abetlen/llama-cpp-python#1983). The backend
+  detects the alignment per response from the greedy completion token (it is the argmax of the
+  distribution that predicted it: the last entry when aligned, the one before when shifted) and, when
+  shifted, reads ``log p(token_i | tokens_<i)`` from entry ``i-1``'s ``top_logprobs``; a continuation
+  token outside that top-``echo_top_logprobs`` list raises :class:`BackendError` (no silent guess).
 * Requests run concurrently through a thread pool, bounded by ``concurrency`` in-flight requests
   across all threads (a semaphore), so several queries can be reranked at once. Failed requests
   (connection errors, 429, 5xx) are retried ``retries`` times with exponential back-off; then a
@@ -47,6 +56,7 @@ class HTTPBackend(Backend):
         timeout: float = 120.0,
         top_logprobs: int = 20,
         backoff: float = 0.5,
+        echo_top_logprobs: int = 1000,
     ):
         from rankstack.stages.registry import require
 
@@ -64,6 +74,9 @@ class HTTPBackend(Backend):
         self.retries = int(retries)
         self.backoff = float(backoff)
         self.top_logprobs = int(top_logprobs)
+        self.echo_top_logprobs = int(echo_top_logprobs)
+        self.echo_alignment: str | None = None  # 'aligned' | 'shifted', as detected by the last loglik
+        self._lock = threading.Lock()
         self.concurrency = max(1, int(concurrency))
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._httpx = httpx
@@ -199,27 +212,78 @@ class HTTPBackend(Backend):
 
         return np.vstack(self._map(one, prompts)) if prompts else np.empty((0, len(candidates)))
 
+    @staticmethod
+    def _echo_alignment(toks: list[str], tops: list[Any], n_prompt: int, generated: str) -> str | None:
+        """'aligned' or 'shifted' (see the module docstring), told from the greedy completion token: it
+        is the argmax of the distribution that predicted it. Aligned (OpenAI): the generated token is
+        echoed as entry ``n_prompt`` with that distribution. Shifted (llama-cpp-python without BOS): the
+        last prompt entry carries the distribution that predicted it (the generated token itself is not
+        echoed). ``None`` when the response cannot tell (nothing generated)."""
+
+        def argmax_is(i: int, tok: str) -> bool:
+            t = tops[i] if 0 <= i < len(tops) else None
+            return bool(t) and tok in t and t[tok] >= max(t.values()) - 1e-6
+
+        gen = toks[n_prompt] if len(toks) > n_prompt else generated
+        if not gen:
+            return None
+        a = len(toks) > n_prompt and argmax_is(n_prompt, gen)
+        b = argmax_is(n_prompt - 1, gen)
+        if a != b:
+            return "aligned" if a else "shifted"
+        raise BackendError("cannot tell how the server aligns echoed prompt log-probs (the greedy completion "
+                           f"token {gen!r} is the argmax of {'both' if a else 'neither'} of the candidate "
+                           "distributions); query likelihood over HTTP needs OpenAI echo semantics")
+
     def loglik(self, prompts, continuations, meter=None):
         def one(pc: tuple[str, str]) -> float:
             p, c = pc
-            body = {"model": self.model, "prompt": p + c, "echo": True, "max_tokens": 1, "logprobs": 1,
-                    "temperature": 0.0}
+            body = {"model": self.model, "prompt": p + c, "echo": True, "max_tokens": 1,
+                    "logprobs": self.echo_top_logprobs, "temperature": 0.0}
             t0 = time.perf_counter()
             resp = self._post("/completions", body)
             lat = time.perf_counter() - t0
             pt, ct = self._usage(resp)
             if meter is not None:
                 meter.add(1, pt, ct, lat)
-            lp = (resp.get("choices") or [{}])[0].get("logprobs") or {}
-            offs, toks = lp.get("text_offset"), lp.get("token_logprobs")
-            if not offs or not toks:
+            ch = (resp.get("choices") or [{}])[0]
+            lp = ch.get("logprobs") or {}
+            offs, vals, toks, tops = (lp.get("text_offset"), lp.get("token_logprobs"), lp.get("tokens"),
+                                      lp.get("top_logprobs"))
+            if not offs or not vals or not toks or not tops:
                 raise BackendError(f"{self.base_url}: echo with logprobs unsupported (start the server with logits_all)")
+            full = p + c
+            prompt_idx = [i for i, o in enumerate(offs) if o < len(full)]
+            text = ch.get("text") or ""
+            align = self._echo_alignment(toks, tops, len(prompt_idx),
+                                         text[len(full):] if text.startswith(full) else "")
+            if align is not None:
+                with self._lock:
+                    self.echo_alignment = align
+            elif self.echo_alignment:  # nothing generated (end of sequence): the server's known alignment
+                align = self.echo_alignment
+            else:
+                raise BackendError(f"{self.base_url}: cannot check the alignment of echoed prompt log-probs "
+                                   "(the server generated nothing after the prompt)")
             start = len(p)
             total, n = 0.0, 0
-            for off, v in zip(offs, toks):
-                if off >= start and off < len(p) + len(c) and v is not None:
-                    total += float(v)
-                    n += 1
+            for i in prompt_idx:
+                if offs[i] < start:
+                    continue
+                if align == "aligned":
+                    v = vals[i]
+                else:  # shifted: the distribution that predicted token i is entry i-1's
+                    v = (tops[i - 1] or {}).get(toks[i]) if i > 0 else None
+                    if v is None:
+                        raise BackendError(
+                            f"{self.base_url}: the server shifts echoed prompt log-probs by one token "
+                            f"(llama-cpp-python without a BOS token) and continuation token {toks[i]!r} is not "
+                            f"in the previous position's top-{self.echo_top_logprobs} log-probs; raise "
+                            "echo_top_logprobs or use a server with OpenAI echo semantics (vLLM, SGLang)")
+                if v is None:
+                    raise BackendError(f"{self.base_url}: no log-prob for continuation token {toks[i]!r}")
+                total += float(v)
+                n += 1
             if n == 0:
                 raise BackendError(f"{self.base_url}: no continuation tokens found in the echoed prompt")
             return total

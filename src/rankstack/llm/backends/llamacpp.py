@@ -1,8 +1,12 @@
 """llama.cpp in-process through llama-cpp-python (optional: ``pip install llama-cpp-python``).
 
 Runs GGUF files natively quantised (no de-quantisation), one prompt at a time. Constrained decoding
-uses ``logit_bias`` on the allowed strings' tokens; logits come from ``Llama.eval`` with
-``logits_all=True``.
+uses ``logit_bias`` on the allowed strings' tokens. Logits: the model is created with
+``logits_all=False`` (the output layer runs on the last position only: with Gemma 3's 262k-token
+vocabulary, computing and copying logits for every prompt position cost more than the transformer
+body), and the last position's logits are read from the context after ``Llama.eval``. Query likelihood
+feeds the continuation one token at a time on the KV cache. Consecutive prompts reuse the KV cache of
+their longest common token prefix (chat template, instructions, a shared query).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ class LlamaCppBackend(Backend):
     name = "llamacpp"
 
     def __init__(self, model: str, n_ctx: int = 4096, threads: int | None = None, template: str | None = None,
-                 seed: int = 0):
+                 seed: int = 0, n_batch: int = 512):
         from rankstack.stages.registry import require
 
         llama_cpp = require("llama_cpp", "llm")
@@ -36,8 +40,9 @@ class LlamaCppBackend(Backend):
         self.ref = resolve_model(model)
         if not self.ref.gguf_path:
             raise BackendError(f"the llama.cpp backend needs a .gguf file or alias, got {model!r}")
-        self.llm = llama_cpp.Llama(model_path=self.ref.gguf_path, n_ctx=n_ctx, logits_all=True, verbose=False,
-                                   n_threads=threads, seed=seed)
+        self.llm = llama_cpp.Llama(model_path=self.ref.gguf_path, n_ctx=n_ctx, logits_all=False, verbose=False,
+                                   n_threads=threads, n_threads_batch=threads, seed=seed, n_batch=n_batch)
+        self._n_vocab = self.llm.n_vocab()
         self.n_ctx = n_ctx
         self.template = template or self.ref.template or "auto"
 
@@ -84,11 +89,22 @@ class LlamaCppBackend(Backend):
                 meter.add(1, g.prompt_tokens, g.completion_tokens, lat)
         return out
 
-    def _logits_last(self, tokens: list[int]) -> np.ndarray:
+    def _eval_last(self, tokens: list[int]) -> np.ndarray:
+        """Evaluate ``tokens`` (reusing the KV cache of the longest prefix shared with what the context
+        holds) and return the logits of the last position."""
         self._check_len(len(tokens))
-        self.llm.reset()
-        self.llm.eval(tokens)
-        return np.asarray(self.llm.scores[len(tokens) - 1], dtype=np.float64)
+        llm = self.llm
+        held = llm.input_ids[: llm.n_tokens]
+        m = min(len(held), len(tokens) - 1)  # always evaluate at least the last token
+        same = np.flatnonzero(held[:m] != np.asarray(tokens[:m], dtype=held.dtype))
+        keep = int(same[0]) if same.size else m
+        llm.n_tokens = keep  # eval() drops the KV cache from n_tokens on
+        llm.eval(tokens[keep:])
+        return self._last_logits()
+
+    def _last_logits(self) -> np.ndarray:
+        # with logits_all=False the context holds one row of logits: the last evaluated position
+        return np.ctypeslib.as_array(self.llm._ctx.get_logits(), shape=(self._n_vocab,)).astype(np.float64)
 
     def next_token_logprobs(self, prompts, candidates: Sequence[Candidate], raw=False, meter=None):
         groups = []
@@ -101,7 +117,7 @@ class LlamaCppBackend(Backend):
         for i, p in enumerate(prompts):
             toks = self._tok(p if raw else self.format_chat(p))
             t0 = time.perf_counter()
-            lp = _log_softmax(self._logits_last(toks))
+            lp = _log_softmax(self._eval_last(toks))
             for j, ids in enumerate(groups):
                 v = lp[ids]
                 out[i, j] = v.max() + np.log(np.exp(v - v.max()).sum())
@@ -113,18 +129,18 @@ class LlamaCppBackend(Backend):
         out = np.empty(len(prompts))
         for i, (p, c) in enumerate(zip(prompts, continuations, strict=True)):
             pt, ct = self._tok(p), self._tok(c, bos=False)
-            toks = pt + ct
-            self._check_len(len(toks))
+            self._check_len(len(pt) + len(ct))
             t0 = time.perf_counter()
-            self.llm.reset()
-            self.llm.eval(toks)
-            sc = np.asarray(self.llm.scores[: len(toks)], dtype=np.float64)
+            logits = self._eval_last(pt)  # predicts ct[0]
             total = 0.0
             for k, t in enumerate(ct):
-                total += _log_softmax(sc[len(pt) + k - 1])[t]
+                total += float(_log_softmax(logits)[t])
+                if k + 1 < len(ct):
+                    self.llm.eval([t])  # one token on the KV cache: the logits that predict ct[k+1]
+                    logits = self._last_logits()
             out[i] = total
             if meter is not None:
-                meter.add(1, len(toks), 0, time.perf_counter() - t0)
+                meter.add(1, len(pt) + len(ct), 0, time.perf_counter() - t0)
         return out
 
     def config(self) -> dict[str, Any]:

@@ -1,0 +1,130 @@
+"""Models trained by an experiment: a stage's ``train = {...}`` table.
+
+A cross-encoder or bi-encoder stage of an experiment may carry a ``train`` table instead of (or on top
+of) a ``model``: the runner then fine-tunes the model on a known collection's judgments, with negatives
+mined from BM25 candidates, on the experiment's first run, and reuses it from the cache afterwards::
+
+    { stage = "cross-encoder", backend = "onnx", quantize = "int8", activation = "none",
+      train = { dataset = "scifact/train", depth = 100, loss = "softmax_ce", n_neg = 4,
+                negatives = { rank_window = [1, 30] }, max_steps = 60, learning_rate = 1.5e-4 } }
+
+``dataset`` (required) names a collection of ``rankstack datasets`` with qrels; ``depth`` is the BM25
+depth negatives are mined from (default 100); ``model`` is the backbone (default all-MiniLM-L6-v2);
+every other field is a field of :class:`rankstack.train.trainer.CrossEncoderTrainConfig` (or
+``BiEncoderTrainConfig``). The model goes to ``<cache>/models/<kind>-<hash of the table>/final``; a
+killed training resumes from its last checkpoint on the next run; a finished one is never retrained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from rankstack.experiments.config import ConfigError
+
+log = logging.getLogger(__name__)
+
+#: stages whose ``model`` a ``train`` table can produce, and the kind of model each needs
+TRAINABLE: dict[str, str] = {"cross-encoder": "cross", "dense": "bi", "dense-rerank": "bi"}
+
+#: bump when the training recipe below changes in a way that changes the model
+RECIPE_VERSION = 1
+
+
+def _config_class(kind: str) -> type:
+    from rankstack.train.trainer import BiEncoderTrainConfig, CrossEncoderTrainConfig
+
+    return CrossEncoderTrainConfig if kind == "cross" else BiEncoderTrainConfig
+
+
+def model_dir(train: dict[str, Any], kind: str, cache_root: Path) -> Path:
+    """Where the model of this ``train`` table lives (the hash covers every field of the table)."""
+    blob = json.dumps({"kind": kind, "recipe": RECIPE_VERSION, **train}, sort_keys=True, default=str)
+    tag = hashlib.sha256(blob.encode()).hexdigest()[:12]
+    return cache_root / "models" / f"{kind}-{tag}"
+
+
+def trained_model(train: dict[str, Any], stage: str, cache_root: Path, where: str) -> str:
+    """The directory of the model a stage's ``train`` table describes, training it first if needed."""
+    from rankstack.data import datasets
+    from rankstack.stages.base import Cached
+    from rankstack.stages.bm25 import BM25Index, BM25Retriever
+
+    kind = TRAINABLE.get(stage)
+    if kind is None:
+        raise ConfigError(f"{where}: stage {stage!r} cannot be trained; 'train' works with {sorted(TRAINABLE)}")
+    if not isinstance(train, dict):
+        raise ConfigError(f"{where}: 'train' must be a table, got {type(train).__name__}")
+    spec = dict(train)
+    dataset = spec.pop("dataset", None)
+    if not isinstance(dataset, str):
+        raise ConfigError(f"{where}: 'train' needs 'dataset' (a collection name with qrels, e.g. \"scifact/train\")")
+    depth = int(spec.pop("depth", 100))
+    cls = _config_class(kind)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    banned = {"output_dir", "train_triples", "train_jsonl", "corpus", "queries", "qrels", "candidates"}
+    unknown = sorted(set(spec) - (fields - banned))
+    if unknown:
+        raise ConfigError(f"{where}: unknown 'train' field(s) {unknown}; known: dataset, depth, "
+                          f"{', '.join(sorted(fields - banned))}")
+    out = model_dir(train, kind, cache_root)
+    final = out / "final"
+    if (final / ".complete").exists():
+        return str(final)
+
+    from rankstack.encoders.runtime import resolve_model
+    from rankstack.train.data import GroupedDataset
+    from rankstack.train.negatives import NegativeMiner
+    from rankstack.train.trainer import train_bi_encoder, train_cross_encoder
+
+    try:
+        coll = datasets.load(dataset)
+    except (KeyError, ValueError, FileNotFoundError) as e:
+        raise ConfigError(f"{where}: 'train' dataset: {e.args[0] if e.args else e}") from None
+    if coll.qrels is None:
+        raise ConfigError(f"{where}: 'train' dataset {dataset!r} has no qrels to train on")
+    docs = coll.docs if isinstance(coll.docs, dict) else {d.id: d for d in coll.docs}
+    # BM25 candidates of the training queries (index and run cached like the experiment's own)
+    coll_cache = cache_root / dataset.replace("/", "_")
+    index_path = coll_cache / "index" / "bm25"
+    if (index_path / ".complete").exists():
+        index = BM25Index.load(index_path)
+    else:
+        index = BM25Index.build(docs.values(), index_path, progress=False)
+        (index_path / ".complete").write_text("ok")
+    run = Cached(BM25Retriever(index, k=depth), coll_cache / "runs")(coll.queries)
+
+    negatives = dict(spec.pop("negatives", {}) or {})
+    if "rank_window" in negatives:
+        negatives["rank_window"] = tuple(negatives["rank_window"])
+    seed = int(spec.get("seed", 42))
+    n_neg = int(spec.get("n_neg", 4))
+    try:
+        miner = NegativeMiner(n=n_neg, seed=seed, **negatives)
+    except TypeError as e:
+        raise ConfigError(f"{where}: 'train.negatives': {e}") from None
+    # judged documents outside the corpus (DL19 ships only the BM25 top-100 passages) cannot be
+    # trained on: they are left out, and counted
+    qrels = {q: {d: g for d, g in j.items() if d in docs} for q, j in coll.qrels.items()}
+    dropped = sum(len(j) for j in coll.qrels.values()) - sum(len(j) for j in qrels.values())
+    if dropped:
+        log.warning("%s: %d judged documents are not in the corpus and are not trained on", dataset, dropped)
+    qids = sorted(q for q, d in qrels.items() if any(g > 0 for g in d.values()))
+    mined = miner.mine(qrels, run, corpus_ids=sorted(docs), query_ids=qids)
+    queries = {q.id: q.text for q in coll.queries}
+    ds = GroupedDataset.from_run(queries, docs, qrels, mined)
+    log.info("training a %s-encoder on %s: %d groups, negatives %s", kind, dataset, len(ds), miner.stats)
+
+    spec["model"] = resolve_model(spec.get("model"))
+    resume = out.exists() and any(out.glob("checkpoint-*"))
+    cfg = cls(output_dir=str(out), resume_from_checkpoint=True if resume else None, **spec)
+    path = (train_cross_encoder if kind == "cross" else train_bi_encoder)(cfg, train_dataset=ds)
+    for ckpt in out.glob("checkpoint-*"):  # the final model is all later runs need
+        shutil.rmtree(ckpt, ignore_errors=True)
+    (Path(path) / ".complete").write_text(json.dumps({"dataset": dataset, "groups": len(ds), **miner.stats}))
+    return str(path)

@@ -1,0 +1,74 @@
+"""The training benchmarks' data builders (benchmarks/train_dl19_cv.py, train_scifact_biencoder.py) on the
+real collections: group counts and labels, and the SciFact train/dev split shared by both SciFact scripts."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    return mod
+
+
+@pytest.fixture(scope="module")
+def dl19():
+    from rankstack.data.formats import read_qrels, read_run
+
+    m = _load("train_dl19_cv")
+    d = ROOT / "data/trec-dl-2019"
+    return (m, m.read_tsv(str(d / "collection.tsv")), m.read_tsv(str(d / "queries.tsv")),
+            read_qrels(str(d / "qrels.txt")), read_run(str(d / "bm25.top100.trec")))
+
+
+def test_dl19_groups_from_judged_candidates(dl19):
+    m, passages, queries, qrels, run = dl19
+    qids = sorted(q for q in run if q in qrels)
+    assert len(qids) == 43
+    items = m.dl19_groups(qids, queries, passages, qrels, run, n_neg=7, min_grade=1, seed=42)
+    # one group per judged candidate of grade >= 1 that has a lower-graded judged candidate
+    assert len(items) == 1343
+    assert sum(len(i["docs"]) for i in items) == 10413
+    one = m.dl19_groups([qids[0]], queries, passages, qrels, run, n_neg=7, min_grade=1, seed=42)
+    assert len(one) == 13
+    # graded labels: the head document's grade is strictly above every other label of its group
+    assert all(i["labels"][0] > max(i["labels"][1:]) for i in items)
+    assert one[2]["labels"] == [3.0, 0.0, 0.0, 0.0, 2.0, 0.0, 0.0, 1.0]
+    assert len(m.dl19_groups(qids, queries, passages, qrels, run, 7, 2, 42)) == 846
+    # deterministic
+    again = m.dl19_groups([qids[0]], queries, passages, qrels, run, n_neg=7, min_grade=1, seed=42)
+    assert again == one
+
+
+def test_dl19_toy_groups():
+    m = _load("train_dl19_cv")
+    toy = m.toy_groups(7, 42)
+    assert len(toy) == 110  # 100 triples + 10 hard-negative queries
+    assert toy[0]["labels"] == [1.0, 0.0] and len(toy[100]["docs"]) == 8
+
+
+def test_read_tsv_names_the_bad_line(tmp_path):
+    m = _load("train_dl19_cv")
+    p = tmp_path / "c.tsv"
+    p.write_text("1\tok\n2 no tab\n")
+    with pytest.raises(ValueError, match=r"c.tsv:2"):
+        m.read_tsv(str(p))
+
+
+def test_scifact_split_matches_cross_encoder_script():
+    from rankstack.data.formats import read_qrels
+
+    m = _load("train_scifact_biencoder")
+    qrels = read_qrels(str(ROOT / "data/scifact/qrels/train.tsv"))
+    train, dev = m.split_train(qrels, 80, 42)
+    assert len(dev) == 80 and len(train) == len(qrels) - 80 == 729
+    assert not set(train) & set(dev)
+    src = (ROOT / "benchmarks/train_scifact_crossencoder.py").read_text()
+    assert "random.Random(a.seed).shuffle(all_train)" in src and "all_train[: a.dev_holdout]" in src
