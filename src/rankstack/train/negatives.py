@@ -19,7 +19,9 @@ false negatives (unjudged relevant documents that a retriever ranks high):
   estimate the probability that a candidate is a false negative from how close its retriever score is
   to the positive's: ``p_fn = sigmoid((score - pos_score) / pooling_temperature)``. With
   ``pooling="skip"`` candidates with ``p_fn > pooling_threshold`` are dropped; with
-  ``pooling="weight"`` they are kept with weight ``1 - p_fn`` (returned in :attr:`Mined.weights`).
+  ``pooling="weight"`` they are kept with weight ``1 - p_fn`` (returned in :attr:`Mined.weights`;
+  the trainers keep each such negative in a training step with probability equal to its weight, so
+  every loss sees the expected loss under the estimated false-negative probabilities).
 * **STAR mixing** (Zhan et al. 2021, "Optimizing Dense Retrieval Model Training with Hard Negatives"):
   ``random_fraction`` of the ``n`` negatives are drawn uniformly from the corpus (static hard negatives
   mixed with random negatives).

@@ -190,7 +190,7 @@ def make_ranking_trainer(kind: str = "cross") -> type:
                          num_items_in_batch: Any = None) -> Any:
             labels = inputs.pop("labels")
             mask = inputs.pop("group_mask")
-            inputs.pop("group_weights", None)
+            mask = _sample_weighted_mask(mask, inputs.pop("group_weights", None))
             teacher = inputs.pop("teacher", None)
             idx = inputs.pop("group_idx", None)
             if self.label_source == "teacher":
@@ -254,6 +254,24 @@ def make_ranking_trainer(kind: str = "cross") -> type:
                     self._load_from_checkpoint(self.state.best_model_checkpoint)
 
     return RankingTrainer
+
+
+def _sample_weighted_mask(mask: Any, weights: Any) -> Any:
+    """Per-document training weights in [0, 1] (e.g. ``NegativeMiner(pooling="weight")``: one minus the
+    estimated probability that a negative is an unjudged relevant document) applied to *any* loss:
+    each step keeps an entry with probability equal to its weight. Averaged over steps, this is the
+    expected loss when each weighted negative is a false negative, independently, with probability
+    ``1 - w``. All-ones weights (the default) leave the mask, and the random stream, untouched."""
+    import torch
+
+    if weights is None:
+        return mask
+    weights = weights.to(mask.device)
+    uncertain = mask & (weights < 1.0)
+    if not bool(uncertain.any()):
+        return mask
+    keep = torch.rand(weights.shape, device=weights.device) < weights
+    return mask & (keep | ~uncertain)
 
 
 # ---------------------------------------------------------------------------------------- configs
