@@ -85,12 +85,12 @@ def _done_cells(path: str | None) -> set[tuple]:
 def report(path: str) -> None:
     """Print the markdown table of the cells in the JSONL ``path`` and FIRST-vs-listwise agreement
     (computed from the stored per-query rankings of the two cells on the same backend and candidates)."""
-    from scipy.stats import kendalltau
+    from scipy.stats import kendalltau, ttest_rel
 
     rows = [json.loads(line) for line in open(path, encoding="utf-8") if line.strip()]
-    print("| model | backend | scorer / strategy | candidates | nDCG@10 | BM25 nDCG@10 | delta | calls/q | "
+    print("| model | backend | scorer / strategy | candidates | nDCG@10 | BM25 nDCG@10 | delta | paired t p | calls/q | "
           "prompt + completion tokens/q | s/q | parse repairs | budget-hit q | top-1 = BM25 #1 |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         knobs = []
         if r.get("top") is not None:
@@ -106,8 +106,12 @@ def report(path: str) -> None:
         pq = r["per_query"].values()
         top1 = sum(1 for v in pq if v["top10_bm25_ranks"][0] == 1) / len(r["per_query"])
         be = r["backend"] + (" bf16" if r.get("dtype") == "bfloat16" else "")
-        print(f"| {r['model']} | {be} | {r['scorer']} / {r['strategy']} {', '.join(knobs)} | BM25 top-{r['k']} | "
-              f"{r['ndcg10']:.4f} | {r['bm25_ndcg10']:.4f} | {r['ndcg10'] - r['bm25_ndcg10']:+.4f} | "
+        x = [r["per_query"][q]["ndcg10"] for q in r["qids"]]
+        y = [r["per_query"][q]["bm25_ndcg10"] for q in r["qids"]]
+        pval = ttest_rel(x, y).pvalue if x != y else 1.0
+        desc = f"{r['scorer']} / {r['strategy']}" + (f" {', '.join(knobs)}" if knobs else "")
+        print(f"| {r['model']} | {be} | {desc} | BM25 top-{r['k']} | "
+              f"{r['ndcg10']:.4f} | {r['bm25_ndcg10']:.4f} | {r['ndcg10'] - r['bm25_ndcg10']:+.4f} | {'<0.001' if pval < 0.001 else f'{pval:.3f}'} | "
               f"{r['calls_per_q']:.1f} | {r['prompt_tokens_per_q']:.0f} + {r['completion_tokens_per_q']:.0f} | "
               f"{r['s_per_q']:.1f} | {r['repairs']} | {r['budget_hit_queries']} | {top1:.2f} |")
     print()

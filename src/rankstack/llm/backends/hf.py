@@ -15,7 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from rankstack.llm.backends.base import Backend, BackendError, Candidate, Generation, Meter, candidate_alternatives
+from rankstack.llm.backends.base import (
+    Backend,
+    BackendError,
+    Candidate,
+    Generation,
+    candidate_alternatives,
+)
 from rankstack.llm.backends.models import TEMPLATES, resolve_model
 
 
@@ -82,7 +88,7 @@ class TransformersBackend(Backend):
             self.model = transformers.AutoModelForCausalLM.from_pretrained(
                 self.ref.path, dtype=getattr(torch, dtype), **kw
             )
-        except Exception as e:  # noqa: BLE001 - re-raised with the path
+        except Exception as e:  # re-raised with the path
             raise BackendError(f"cannot load model {model!r} from {self.ref.path} ({self.ref.gguf_file}): {e}") from e
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model.to(self.device).eval()

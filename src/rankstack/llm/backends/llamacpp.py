@@ -17,7 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from rankstack.llm.backends.base import Backend, BackendError, Candidate, Generation, Meter, candidate_alternatives
+from rankstack.llm.backends.base import (
+    Backend,
+    BackendError,
+    Candidate,
+    Generation,
+    candidate_alternatives,
+)
 from rankstack.llm.backends.models import TEMPLATES, resolve_model
 
 
