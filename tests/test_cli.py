@@ -94,3 +94,22 @@ def test_unknown_reranker_names_the_known_ones(tmp_path):
            str(tmp_path / "x.trec"), "--reranker", "nope")
     assert p.returncode == 2
     assert "unknown stage 'nope'" in p.stderr and "cross-encoder" in p.stderr
+
+
+def test_rerank_debias_is_for_setwise_only(tmp_path):
+    p = rs("rerank", str(DL19 / "bm25.top100.trec"), str(DL19 / "queries.tsv"), "dl19", "-o",
+           str(tmp_path / "x.trec"), "--reranker", "pointwise", "--debias", "reverse")
+    assert p.returncode == 2
+    assert "--debias applies to the setwise reranker, not 'pointwise'" in p.stderr
+
+
+def test_rerank_setwise_debiased_with_the_packaged_llm(tmp_path):
+    pytest.importorskip("gguf")
+    qs = tmp_path / "q.tsv"
+    qs.write_text("".join((DL19 / "queries.tsv").read_text().splitlines(keepends=True)[:2]))
+    out = tmp_path / "sw.trec"
+    p = rs("rerank", str(DL19 / "bm25.top100.trec"), str(qs), "dl19", "-o", str(out), "--reranker", "setwise",
+           "--strategy", "heap", "--debias", "cyclic", "--k", "3")
+    assert p.returncode == 0, p.stderr
+    lines = out.read_text().splitlines()
+    assert len(lines) == 2 * 3 and len({x.split()[0] for x in lines}) == 2

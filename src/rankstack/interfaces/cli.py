@@ -231,15 +231,20 @@ def rerank(
     backend: Annotated[str, typer.Option("--backend", help="transformers|llamacpp|openai")] = "transformers",
     base_url: Annotated[Optional[str], typer.Option("--base-url")] = None,
     k: Annotated[int, typer.Option("--k", help="candidates per query to rerank")] = 100,
+    debias: Annotated[Optional[str], typer.Option("--debias", help="setwise position debiasing: "
+                                                  "reverse|cyclic")] = None,
 ) -> None:
     """Rerank the top k candidates of a run."""
     from rankstack.data.formats import read_queries, read_run, write_run
     from rankstack.stages.base import FromRun
 
+    if debias is not None and reranker != "setwise":
+        raise typer.BadParameter(f"--debias applies to the setwise reranker, not {reranker!r}")
     cand = read_run(run)
     qs = read_queries(queries)
     docs = _docs_for(collection)
-    stage = _make_reranker(reranker, model=model, strategy=strategy, backend=backend, base_url=base_url, docs=docs)
+    stage = _make_reranker(reranker, model=model, strategy=strategy, backend=backend, base_url=base_url, docs=docs,
+                           **({"debias": debias} if debias is not None else {}))
     out = (FromRun(cand, name=run.stem) % k >> stage)(qs)
     write_run(out, output, tag=reranker)
     s = out.stats
@@ -318,7 +323,7 @@ def _docs_for(collection: str):
     return coll.docs if isinstance(coll.docs, dict) else {d.id: d for d in coll.docs}
 
 
-def _make_reranker(name: str, *, model, strategy, backend, base_url, docs):
+def _make_reranker(name: str, *, model, strategy, backend, base_url, docs, **scorer_opts):
     from rankstack.stages.registry import entries, resolve
 
     llm = {e.name for e in entries() if e.extra == "llm"}
@@ -328,7 +333,7 @@ def _make_reranker(name: str, *, model, strategy, backend, base_url, docs):
         backend = {"openai": "http"}.get(backend, backend)
         strategy = {"heap": "heapsort"}.get(strategy, strategy) if strategy else None
         return make_llm_reranker(name, strategy=strategy, model=model or "smollm2", backend=backend,
-                                 base_url=base_url, docs=docs)
+                                 base_url=base_url, docs=docs, **scorer_opts)
     factory = resolve(name)
     kwargs = {"docs": docs}
     if model:
