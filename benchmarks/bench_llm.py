@@ -67,7 +67,9 @@ def ndcg10_per_query(run: Run, qrels: dict[str, dict[str, int]], qids: list[str]
 def _cell_key(r: dict) -> tuple:
     """What identifies a grid cell: model, scorer, strategy, candidates, queries and the cost knobs."""
     return (r["model"], r["scorer"], r["strategy"], r.get("k"), tuple(r["qids"]), r.get("top"),
-            r.get("max_calls"), r.get("max_think_tokens"), r.get("debias"), r.get("backend"))
+            r.get("max_calls"), r.get("max_think_tokens"), r.get("debias"), r.get("backend"),
+            r.get("labels") or "letter" if r["scorer"] == "first" else None,
+            r.get("prime") or None)
 
 
 def _done_cells(path: str | None) -> set[tuple]:
@@ -103,6 +105,10 @@ def report(path: str) -> None:
             knobs.append(f"think <= {r['max_think_tokens']}")
         if r.get("debias"):
             knobs.append(f"debias={r['debias']}")
+        if r.get("labels") not in (None, "letter"):
+            knobs.append(f"labels={r['labels']}")
+        if r.get("prime"):
+            knobs.append(f"prime={r['prime']!r}")
         pq = r["per_query"].values()
         top1 = sum(1 for v in pq if v["top10_bm25_ranks"][0] == 1) / len(r["per_query"])
         be = r["backend"] + (" bf16" if r.get("dtype") == "bfloat16" else "")
@@ -152,6 +158,9 @@ def main() -> None:
     ap.add_argument("--set-size", type=int, default=4, help="setwise/reasoning heapsort: passages per prompt")
     ap.add_argument("--debias", default=None, choices=["reverse", "cyclic"],
                     help="setwise scorer: position debiasing (see rankstack.llm.scorers.SetwiseScorer)")
+    ap.add_argument("--labels", default="letter", choices=["letter", "letter-nonword"],
+                    help="first scorer: passage identifiers (letter-nonword skips the words A and I)")
+    ap.add_argument("--prime", default="", help="first scorer: text that starts the answer, e.g. '['")
     ap.add_argument("--jsonl", default=None, help="append one JSON line per finished cell here; skip done cells")
     ap.add_argument("--compare-first", action="store_true")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
@@ -193,7 +202,9 @@ def main() -> None:
         return {"strategy": strat, "top": args.top if strat in ("heapsort", "bubble") else None,
                 "max_calls": args.max_calls,
                 "max_think_tokens": args.max_think_tokens if sc == "reasoning" else None,
-                "debias": args.debias if sc == "setwise" else None}
+                "debias": args.debias if sc == "setwise" else None,
+                "labels": args.labels if sc == "first" else None,
+                "prime": (args.prime or None) if sc == "first" else None}
 
     cells = [(m, sc) for sc in scorers for m in args.models
              if args.compare_first or _cell_key({"model": m, "scorer": sc, "k": args.k, "qids": qids,
@@ -213,10 +224,10 @@ def main() -> None:
             print(f"loaded {model} ({args.backend}) in {time.perf_counter() - t0:.1f}s", flush=True)
         be = backends[model]
         kn = knobs(sc)
-        extra = {k: v for k, v in kn.items() if k in ("max_think_tokens", "debias") and v is not None}
+        extra = {k: v for k, v in kn.items() if k in ("max_think_tokens", "debias", "labels", "prime") and v is not None}
         st = make_llm_reranker(sc, kn["strategy"], backend=be, docs=docs, window=20, stride=10, k=args.top,
                                set_size=args.set_size, max_calls=args.max_calls, max_words=args.max_words,
-                               **extra)
+                               progress=True, **extra)
         print(f"{model} {sc}/{st.strategy}: running {len(qids)} queries", flush=True)
         out = st(queries, run)
         outs.setdefault(model, {})[sc] = out

@@ -113,3 +113,11 @@ def test_rerank_setwise_debiased_with_the_packaged_llm(tmp_path):
     assert p.returncode == 0, p.stderr
     lines = out.read_text().splitlines()
     assert len(lines) == 2 * 3 and len({x.split()[0] for x in lines}) == 2
+
+
+def test_rerank_labels_checked(tmp_path):
+    base = ("rerank", str(DL19 / "bm25.top100.trec"), str(DL19 / "queries.tsv"), "dl19", "-o", str(tmp_path / "x.trec"))
+    p = rs(*base, "--reranker", "listwise", "--labels", "letter-nonword")
+    assert p.returncode == 2 and "--labels applies to the first reranker, not 'listwise'" in p.stderr
+    p = rs(*base, "--reranker", "first", "--labels", "greek")
+    assert p.returncode == 2 and "--labels must be letter or letter-nonword, not 'greek'" in p.stderr

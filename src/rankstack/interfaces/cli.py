@@ -233,6 +233,8 @@ def rerank(
     k: Annotated[int, typer.Option("--k", help="candidates per query to rerank")] = 100,
     debias: Annotated[Optional[str], typer.Option("--debias", help="setwise position debiasing: "
                                                   "reverse|cyclic")] = None,
+    labels: Annotated[Optional[str], typer.Option("--labels", help="first: passage identifiers "
+                                                  "letter|letter-nonword (skips the words A and I)")] = None,
 ) -> None:
     """Rerank the top k candidates of a run."""
     from rankstack.data.formats import read_queries, read_run, write_run
@@ -240,11 +242,16 @@ def rerank(
 
     if debias is not None and reranker != "setwise":
         raise typer.BadParameter(f"--debias applies to the setwise reranker, not {reranker!r}")
+    if labels is not None and reranker != "first":
+        raise typer.BadParameter(f"--labels applies to the first reranker, not {reranker!r}")
+    if labels is not None and labels not in ("letter", "letter-nonword"):
+        raise typer.BadParameter(f"--labels must be letter or letter-nonword, not {labels!r}")
     cand = read_run(run)
     qs = read_queries(queries)
     docs = _docs_for(collection)
     stage = _make_reranker(reranker, model=model, strategy=strategy, backend=backend, base_url=base_url, docs=docs,
-                           **({"debias": debias} if debias is not None else {}))
+                           **({"debias": debias} if debias is not None else {}),
+                           **({"labels": labels} if labels is not None else {}))
     out = (FromRun(cand, name=run.stem) % k >> stage)(qs)
     write_run(out, output, tag=reranker)
     s = out.stats
@@ -333,7 +340,7 @@ def _make_reranker(name: str, *, model, strategy, backend, base_url, docs, **sco
         backend = {"openai": "http"}.get(backend, backend)
         strategy = {"heap": "heapsort"}.get(strategy, strategy) if strategy else None
         return make_llm_reranker(name, strategy=strategy, model=model or "smollm2", backend=backend,
-                                 base_url=base_url, docs=docs, **scorer_opts)
+                                 base_url=base_url, docs=docs, progress=True, **scorer_opts)
     factory = resolve(name)
     kwargs = {"docs": docs}
     if model:

@@ -46,15 +46,26 @@ def labels(n: int, style: str = "number") -> list[str]:
     return [label_for(i, style) for i in range(n)]
 
 
+# capital letters that are not English words ("A" and "I" are): a model whose first answer token is the
+# pronoun "I" or the article "A" would otherwise "choose" that passage (seen with Gemma-3-270M under FIRST)
+_NONWORD_LETTERS = "BCDEFGHJKLMNOPQRSTUVWXYZ"
+
+
 def label_for(i: int, style: str = "number") -> str:
-    """The identifier of the ``i``-th (0-based) passage: ``"1"`` or ``"A"``."""
+    """The identifier of the ``i``-th (0-based) passage: ``"1"`` (``number``), ``"A"`` (``letter``), or
+    ``"B"`` (``letter-nonword``: the 24 capitals without the English words ``A`` and ``I``; read from
+    logits only, :func:`parse_permutation` does not parse it)."""
     if style == "number":
         return str(i + 1)
     if style == "letter":
         if i >= 26:
             raise ValueError(f"letter labels allow at most 26 passages, got index {i}")
         return chr(ord("A") + i)
-    raise ValueError(f"unknown label style {style!r}; use 'number' or 'letter'")
+    if style == "letter-nonword":
+        if i >= len(_NONWORD_LETTERS):
+            raise ValueError(f"letter-nonword labels allow at most {len(_NONWORD_LETTERS)} passages, got index {i}")
+        return _NONWORD_LETTERS[i]
+    raise ValueError(f"unknown label style {style!r}; use 'number', 'letter' or 'letter-nonword'")
 
 
 def strip_think(text: str) -> tuple[str, list[str]]:

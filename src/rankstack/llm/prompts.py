@@ -64,7 +64,7 @@ FIRST = (
     "I will provide you with {num} passages, each indicated by an alphabetical identifier []. "
     "Rank the passages based on their relevance to the search query: {query}.\n\n{passages}\n\n"
     "Search Query: {query}.\nRank the {num} passages above based on their relevance to the search query. "
-    "The output format should be [] > [], e.g., [A] > [B]. Only respond with the ranking results."
+    "The output format should be [] > [], e.g., {example}. Only respond with the ranking results."
 )
 
 # Iterative elimination (IRanker: Feng et al., "IRanker: Towards Ranking Foundation Model", 2025):

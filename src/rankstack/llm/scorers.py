@@ -348,18 +348,40 @@ class ListwiseScorer(Scorer):
 
 class FirstScorer(Scorer):
     """FIRST: one forward pass; the logits of the first generated identifier over the window's letter
-    identifiers rank the whole window. Evidence = the softmax over those identifiers."""
+    identifiers rank the whole window. Evidence = the softmax over those identifiers.
+
+    ``labels``: ``"letter"`` (A, B, ..., as in the FIRST papers) or ``"letter-nonword"`` (B, C, ...
+    without A and I, for models whose first answer token is the word "I" or "A"). ``prime``: text that
+    starts the model's answer (e.g. ``"["``), so that the next token is read as an identifier rather than
+    the first word of a sentence; the default ``""`` reads the first answer token (labels with and
+    without a leading space or ``[``)."""
 
     kind = "list"
     name = "first"
 
+    def __init__(self, backend: Backend, max_words: int = 100, labels: str = "letter", prime: str = ""):
+        super().__init__(backend, max_words)
+        label_for(0, labels)  # an unknown style fails here, not at the first query
+        self.labels = labels
+        self.prime = prime
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "labels": self.labels, "prime": self.prime}
+
     def rank(self, ctx: QueryContext, docs: Sequence[Document]) -> tuple[list[int], np.ndarray | None]:
         n = len(docs)
-        labels = [label_for(i, "letter") for i in range(n)]
-        prompt = P.FIRST.format(num=n, query=ctx.query.text,
+        labels = [label_for(i, self.labels) for i in range(n)]
+        example = f"[{labels[0]}] > [{labels[1] if n > 1 else labels[0]}]"
+        prompt = P.FIRST.format(num=n, query=ctx.query.text, example=example,
                                 passages=P.passage_block(self.texts(ctx, docs), labels, "bracket"))
-        lp = self.backend.next_token_logprobs([prompt], [(lab, " " + lab, "[" + lab) for lab in labels],
-                                              meter=ctx.meter)[0]
+        if self.prime:
+            # the answer is started for the model ("[" of "[B] > [C]"): the next token is an identifier,
+            # not the first word of a sentence that happens to be a label
+            prompt = self.backend.format_chat(prompt) + self.prime
+            lp = self.backend.next_token_logprobs([prompt], labels, raw=True, meter=ctx.meter)[0]
+        else:
+            lp = self.backend.next_token_logprobs([prompt], [(lab, " " + lab, "[" + lab) for lab in labels],
+                                                  meter=ctx.meter)[0]
         ctx.log("first", prompt, {lab: float(v) for lab, v in zip(labels, lp)})
         order = sorted(range(n), key=lambda i: (-lp[i], i))
         e = np.exp(lp - lp.max())

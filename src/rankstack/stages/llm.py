@@ -11,6 +11,7 @@ With a thread-safe backend (HTTP) queries run concurrently (``concurrency``).
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +28,7 @@ class LLMReranker(Reranker):
 
     def __init__(self, scorer: Any, strategy: str | None = None, docs: Any = None, budget: Any = None,
                  strategy_config: Any = None, log_path: str | None = None, concurrency: int = 1,
-                 name: str | None = None):
+                 name: str | None = None, progress: bool = False):
         from rankstack.llm.scorers import Budget
         from rankstack.llm.strategies import NATURAL, StrategyConfig, check
 
@@ -39,6 +40,7 @@ class LLMReranker(Reranker):
         self.cfg = strategy_config or StrategyConfig()
         self.log_path = log_path
         self.concurrency = max(1, int(concurrency))
+        self.progress = bool(progress)
         self.name = name or f"llm-{scorer.name}-{self.strategy}"
 
     @property
@@ -70,11 +72,24 @@ class LLMReranker(Reranker):
             ids = [d for d, _ in run.ranked(q.id)]
             todo.append((q, ids, self.documents(q, ids) if ids else []))
 
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(todo), desc=self.name, unit="query")
+        lock = threading.Lock()
+
         def work(item):
             q, ids, docs = item
             if not ids:
-                return q, ids, np.empty(0), None
-            s, ctx = self._one(q, docs, logger)
+                s, ctx = np.empty(0), None
+            else:
+                s, ctx = self._one(q, docs, logger)
+            if bar is not None:
+                with lock:
+                    bar.update(1)
+                    if ctx is not None:
+                        bar.set_postfix(calls=ctx.meter.as_dict()["llm_calls"], refresh=False)
             return q, ids, s, ctx
 
         try:
@@ -84,6 +99,8 @@ class LLMReranker(Reranker):
             else:
                 results = [work(t) for t in todo]
         finally:
+            if bar is not None:
+                bar.close()
             if logger is not None:
                 logger.close()
         out: dict[str, dict[str, float]] = {}
@@ -138,6 +155,7 @@ def make_llm_reranker(
     log_path: str | None = None,
     concurrency: int = 1,
     backend_opts: dict[str, Any] | None = None,
+    progress: bool = False,
     **scorer_opts: Any,
 ) -> LLMReranker:
     """Build an LLM reranker by names.
@@ -148,7 +166,8 @@ def make_llm_reranker(
     server's model name with ``backend='http'``). ``backend``: transformers | llamacpp | http, or a
     :class:`~rankstack.llm.backends.Backend` instance. Backends are cached per (backend, model, url, opts)
     within the process. Extra keywords go to the scorer (``max_words``, ``method``, ``constrained``,
-    ``max_think_tokens``, setwise ``debias`` = None | "reverse" | "cyclic").
+    ``max_think_tokens``, setwise ``debias`` = None | "reverse" | "cyclic"). ``progress`` shows a
+    per-query progress bar (tqdm, on stderr) with the last query's LLM calls.
     """
     from rankstack.llm.backends import Backend, make_backend
     from rankstack.llm.scorers import SCORERS, Budget
@@ -167,7 +186,7 @@ def make_llm_reranker(
     scorer = SCORERS[reranker](be, **scorer_opts)
     return LLMReranker(scorer, strategy, docs=docs, budget=Budget(max_calls, max_tokens),
                        strategy_config=StrategyConfig(window, stride, passes, k, set_size), log_path=log_path,
-                       concurrency=concurrency)
+                       concurrency=concurrency, progress=progress)
 
 
 def _factory(reranker: str):
