@@ -132,11 +132,28 @@ def report(path: str) -> None:
                 taus.append(kendalltau(list(range(len(a))), [pos[d] for d in a]).statistic)
                 over.append(len(set(a[:10]) & set(b[:10])) / 10)
                 same += a[:10] == b[:10]
-            print(f"FIRST vs listwise, {f['model']}, {f['backend']}, BM25 top-{f['k']}, {len(f['qids'])} queries: "
+            variant = "".join(f" {k}={f[k]!r}" for k in ("labels", "prime") if f.get(k) not in (None, "letter"))
+            print(f"FIRST{variant} vs listwise, {f['model']}, {f['backend']}, BM25 top-{f['k']}, {len(f['qids'])} queries: "
                   f"s/q {f['s_per_q']:.2f} vs {g['s_per_q']:.2f} = {g['s_per_q'] / f['s_per_q']:.2f}x faster; "
                   f"Kendall tau mean {np.nanmean(taus):.3f} (median {np.nanmedian(taus):.3f}); top-10 overlap "
                   f"{np.mean(over):.3f}; identical top-10 order on {same}/{len(f['qids'])} queries; "
                   f"nDCG@10 {f['ndcg10']:.4f} vs {g['ndcg10']:.4f}")
+
+
+def random_order(k: int, n: int) -> None:
+    """The reference a reranker that ignores the passages would get: candidates shuffled per query."""
+    queries, _, run, qrels, _ = load_dl19(k)
+    qids = [q.id for q in queries if q.id in run]
+    rng = np.random.default_rng(0)
+    vals = []
+    for _ in range(n):
+        shuffled = {}
+        for q in qids:
+            ids = [d for d, _ in run.ranked(q)]
+            shuffled[q] = {ids[i]: float(len(ids) - j) for j, i in enumerate(rng.permutation(len(ids)))}
+        vals.append(ndcg10(Run(shuffled), qrels, qids))
+    print(f"random order of BM25 top-{k}, {len(qids)} queries, {n} shuffles: nDCG@10 mean {np.mean(vals):.4f} "
+          f"(s.d. {np.std(vals):.4f})")
 
 
 def main() -> None:
@@ -166,9 +183,14 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     ap.add_argument("--report", default=None, metavar="JSONL",
                     help="print the markdown table and FIRST-vs-listwise agreement of a --jsonl file, run nothing")
+    ap.add_argument("--random-order", type=int, default=0, metavar="N",
+                    help="print the mean nDCG@10 of N random orders of the BM25 top-k (seed 0), run nothing")
     args = ap.parse_args()
     if args.report:
         report(args.report)
+        return
+    if args.random_order:
+        random_order(args.k, args.random_order)
         return
 
     from rankstack.llm.backends import make_backend
