@@ -45,6 +45,61 @@ CELLS: dict[str, list[str]] = {
 }
 
 
+def _p(p: float) -> str:
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def report(out: str, data: str = "data/scifact", base: str = "softmax_ce") -> None:
+    """Print the markdown table of the cells in ``<out>/results.jsonl``: train time, logged loss at a
+    third, two thirds and the end of training, nDCG@10 of the CE alone and fused 0.5/0.5 with BM25, and
+    a paired t-test of each cell's CE-alone per-query nDCG@10 against the ``base`` cell's (from the
+    cells' test run files)."""
+    import json
+
+    from rankstack.data.formats import read_qrels, read_run
+    from rankstack.data.records import Run
+    from rankstack.measures import evaluate
+    from rankstack.measures.significance import paired_t_test
+    from rankstack.stages.fusion import fuse_runs
+
+    rows = [json.loads(x) for x in open(f"{out}/results.jsonl", encoding="utf-8") if x.strip()]
+    qrels = read_qrels(f"{data}/qrels/test.tsv")
+    bm25 = read_run(f"{out}/bm25.top100.trec")
+    per_q: dict[str, dict[str, float]] = {}
+    for r in rows:
+        cell = r["name"].removeprefix("grid-")
+        run = read_run(f"{out}/{r['name']}/test.ce.top{r['depth']}.onnx-int8.trec")
+        qids = sorted(run)
+        ev = evaluate({q: qrels[q] for q in qids}, run, ["nDCG@10"], per_query=True)
+        per_q[cell] = ev.per_query["nDCG@10"]
+        assert abs(ev["nDCG@10"] - r["ce_ndcg10"]) < 1e-3, (cell, ev["nDCG@10"], r["ce_ndcg10"])
+        bm = Run({q: dict(bm25.ranked(q)[: r["depth"]]) for q in qids})
+        fused = fuse_runs([run, bm], method="wsum", norm="zscore", weights=[0.5, 0.5])
+        r["_fused_pq"] = evaluate({q: qrels[q] for q in qids}, fused, ["nDCG@10"], per_query=True).per_query["nDCG@10"]
+        state = json.load(open(f"{out}/{r['name']}/checkpoint-{r['steps']}/trainer_state.json", encoding="utf-8"))
+        logged = {h["step"]: h["loss"] for h in state["log_history"] if "loss" in h}
+        marks = [min(logged, key=lambda s, t=t: abs(s - t)) for t in (r["steps"] // 3, 2 * r["steps"] // 3, r["steps"])]
+        r["_loss"] = "/".join(f"{float(logged[m]):.3f}" for m in marks)
+        r["_marks"] = "/".join(str(m) for m in marks)
+    print("| cell | steps (pairs) | train s | logged loss (steps) | nDCG@10 CE alone | p vs "
+          f"{base} | fused z 0.5/0.5 | p vs {base} (fused) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    ref = next((r for r in rows if r["name"] == f"grid-{base}"), None)
+    for r in rows:
+        cell = r["name"].removeprefix("grid-")
+        pairs = r["steps"] * r["batch_size"] * (1 + r["n_neg"])
+        if ref is None or r is ref:
+            p1 = p2 = "–"
+        else:
+            qs = sorted(per_q[cell])
+            p1 = _p(paired_t_test([per_q[cell][q] for q in qs], [per_q[base][q] for q in qs]))
+            p2 = _p(paired_t_test([r["_fused_pq"][q] for q in qs], [ref["_fused_pq"][q] for q in qs]))
+        fused_mean = sum(r["_fused_pq"].values()) / len(r["_fused_pq"])
+        assert abs(fused_mean - r["fused_zscore_0.5_ndcg10"]) < 2e-3, (cell, fused_mean)
+        print(f"| {cell} | {r['steps']} ({pairs}) | {r['train_s']:.0f} | {r['_loss']} ({r['_marks']}) | "
+              f"{r['ce_ndcg10']:.4f} | {p1} | {r['fused_zscore_0.5_ndcg10']:.4f} | {p2} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cells", default=",".join(CELLS))
@@ -55,7 +110,11 @@ def main() -> None:
     ap.add_argument("--depth", type=int, default=20)
     ap.add_argument("--test-queries", type=int, default=100)
     ap.add_argument("--out", default="/tmp/rankstack-train-grid")
+    ap.add_argument("--report", action="store_true", help="print the table of the cells in --out, run nothing")
     a = ap.parse_args()
+    if a.report:
+        report(a.out)
+        return
     os.makedirs(a.out, exist_ok=True)
     shared = "/tmp/rankstack-train-bench/bm25.top100.trec"
     if not os.path.exists(f"{a.out}/bm25.top100.trec") and os.path.exists(shared):
