@@ -121,3 +121,5 @@ def test_rerank_labels_checked(tmp_path):
     assert p.returncode == 2 and "--labels applies to the first reranker, not 'listwise'" in p.stderr
     p = rs(*base, "--reranker", "first", "--labels", "greek")
     assert p.returncode == 2 and "--labels must be letter or letter-nonword, not 'greek'" in p.stderr
+    p = rs(*base, "--reranker", "pointwise", "--prime", "[")
+    assert p.returncode == 2 and "--prime applies to the first reranker, not 'pointwise'" in p.stderr

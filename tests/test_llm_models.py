@@ -112,6 +112,25 @@ def test_first_calls_and_evidence(backend, dl19):
     assert ev is not None and abs(ev.sum() - 1) < 1e-9 and ev[order[0]] == ev.max()
 
 
+def test_first_primed_reads_the_identifier_after_the_bracket(backend, dl19):
+    """prime='[': the raw prompt is the chat prompt + '[' and the labels are read as the next token; with
+    the bracket given, nearly all next-token mass is on identifiers (it is not without it)."""
+    from rankstack.llm import prompts as P
+    from rankstack.llm.scorers import FirstScorer, QueryContext
+
+    queries, run, docs = dl19
+    ds = [docs[d] for d in run[queries[0].id]]
+    ctx = QueryContext(queries[0])
+    order, ev = FirstScorer(backend, max_words=30, prime="[").rank(ctx, ds)
+    assert sorted(order) == list(range(5)) and ctx.meter.calls == 1 and abs(ev.sum() - 1) < 1e-9
+    labels = ["A", "B", "C", "D", "E"]
+    user = P.FIRST.format(num=5, query=queries[0].text, example="[A] > [B]",
+                          passages=P.passage_block([P.cut_words(d.contents, 30)[0] for d in ds], labels, "bracket"))
+    primed = backend.next_token_logprobs([backend.format_chat(user) + "["], labels, raw=True)[0]
+    plain = backend.next_token_logprobs([user], labels)[0]
+    assert np.exp(primed).sum() > 0.5 > np.exp(plain).sum()
+
+
 def test_generate_batched_equals_single(backend):
     """Left padding must not change greedy outputs."""
     ps = ["Say hello.", "List three colours, separated by commas, and explain why the sky is blue."]

@@ -235,6 +235,8 @@ def rerank(
                                                   "reverse|cyclic")] = None,
     labels: Annotated[Optional[str], typer.Option("--labels", help="first: passage identifiers "
                                                   "letter|letter-nonword (skips the words A and I)")] = None,
+    prime: Annotated[Optional[str], typer.Option("--prime", help="first: text that starts the answer, "
+                                                 "e.g. '[' (the next token is then an identifier)")] = None,
 ) -> None:
     """Rerank the top k candidates of a run."""
     from rankstack.data.formats import read_queries, read_run, write_run
@@ -244,6 +246,8 @@ def rerank(
         raise typer.BadParameter(f"--debias applies to the setwise reranker, not {reranker!r}")
     if labels is not None and reranker != "first":
         raise typer.BadParameter(f"--labels applies to the first reranker, not {reranker!r}")
+    if prime is not None and reranker != "first":
+        raise typer.BadParameter(f"--prime applies to the first reranker, not {reranker!r}")
     if labels is not None and labels not in ("letter", "letter-nonword"):
         raise typer.BadParameter(f"--labels must be letter or letter-nonword, not {labels!r}")
     cand = read_run(run)
@@ -251,7 +255,8 @@ def rerank(
     docs = _docs_for(collection)
     stage = _make_reranker(reranker, model=model, strategy=strategy, backend=backend, base_url=base_url, docs=docs,
                            **({"debias": debias} if debias is not None else {}),
-                           **({"labels": labels} if labels is not None else {}))
+                           **({"labels": labels} if labels is not None else {}),
+                           **({"prime": prime} if prime is not None else {}))
     out = (FromRun(cand, name=run.stem) % k >> stage)(qs)
     write_run(out, output, tag=reranker)
     s = out.stats
