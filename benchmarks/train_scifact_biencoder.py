@@ -14,6 +14,9 @@ Modes (``--mode``):
 * ``distill``: Margin-MSE (Hofstaetter et al. 2020) on the group's own documents, teacher = a
   cross-encoder directory (``--teacher``), teacher logits divided by ``--teacher-scale`` (the student
   score is a cosine; with scale 20 this equals Margin-MSE on the student logit ``cos / 0.05``).
+* ``combined``: ``plain``'s in-batch InfoNCE on the labels plus ``--distill-weight`` x Margin-MSE from the
+  teacher on each group's own documents (``BiEncoderTrainConfig(distill_loss="margin_mse")``): the
+  distillation signal without letting the embedding space drift.
 * ``eval``: evaluate ``--model`` only (no training).
 
 Evaluation is rankstack's own dense path, the one that gives 0.6451 for the untrained model:
@@ -143,11 +146,12 @@ def teacher_items(ds, teacher: str, corpus: dict, queries: dict, scale: float, t
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--mode", choices=["plain", "distill", "eval"], default="plain")
+    ap.add_argument("--mode", choices=["plain", "distill", "combined", "eval"], default="plain")
     ap.add_argument("--model", default="", help="backbone (default all-MiniLM-L6-v2) or, with --mode eval, the model")
     ap.add_argument("--teacher", default="/tmp/rankstack-train-best/ce-main-final")
     ap.add_argument("--teacher-scale", type=float, default=20.0)
     ap.add_argument("--teacher-max-length", type=int, default=192)
+    ap.add_argument("--distill-weight", type=float, default=1.0, help="combined mode: weight of the Margin-MSE term")
     ap.add_argument("--n-neg", type=int, default=1)
     ap.add_argument("--rank-window", default="10,100")
     ap.add_argument("--margin", type=float, default=None, help="false-negative guard on BM25 scores")
@@ -207,18 +211,21 @@ def main() -> None:
         log(f"negatives: {miner.stats}")
         res["miner_stats"] = dict(miner.stats)
         ds = GroupedDataset.from_run(queries, corpus, qrels_train, negs)
-        if a.mode == "distill":
+        if a.mode in ("distill", "combined"):
             items = teacher_items(ds, a.teacher, corpus, queries, a.teacher_scale, threads, a.teacher_max_length,
                                   cache=f"{a.out}/teacher.{os.path.basename(a.teacher.rstrip('/'))}."
                                         f"n{a.n_neg}-w{lo}_{hi}-m{a.margin}.json")
             ds = GroupedDataset(items)
             res.update(teacher=a.teacher, teacher_scale=a.teacher_scale)
+            if a.mode == "combined":
+                res["distill_weight"] = a.distill_weight
         res["groups"] = len(ds)
         cfg = BiEncoderTrainConfig(
             model=str(a.model or base), output_dir=f"{a.out}/{name}", n_neg=a.n_neg,
-            loss="infonce" if a.mode == "plain" else "margin_mse",
-            loss_kwargs={"temperature": a.temperature} if a.mode == "plain" else {},
-            in_batch=a.mode == "plain", use_teacher_scores=a.mode == "distill",
+            loss="margin_mse" if a.mode == "distill" else "infonce",
+            loss_kwargs={} if a.mode == "distill" else {"temperature": a.temperature},
+            in_batch=a.mode != "distill", use_teacher_scores=a.mode == "distill",
+            distill_loss="margin_mse" if a.mode == "combined" else None, distill_weight=a.distill_weight,
             max_length=a.max_length, batch_size=a.batch_size, epochs=a.epochs, max_steps=a.max_steps,
             learning_rate=a.lr, warmup_ratio=a.warmup, seed=a.seed, bf16=a.bf16, save_steps=100000,
             logging_steps=5, disable_tqdm=True,

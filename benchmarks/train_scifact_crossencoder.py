@@ -56,6 +56,39 @@ def bm25_runs(data: str, out: str, qids: list[str], queries: dict, corpus: dict,
     return read_run(path, name="bm25")
 
 
+def hybrid_teacher(a, bm25, queries: dict, corpus: dict, qrels: dict, qids: list[str], threads: int) -> dict:
+    """BM25 + base all-MiniLM-L6-v2 cosine, z-score fused over each query's BM25 top-100, judged
+    positives pinned ``--teacher-margin`` above the best negative (``pin_positives``). Document
+    embeddings are cached under ``--out``."""
+    import numpy as np
+
+    from rankstack.encoders.runtime import BiEncoder
+    from rankstack.stages.fusion import fuse_runs
+    from rankstack.train.data import pin_positives
+
+    ids = sorted(corpus)
+    path = f"{a.out}/corpus.minilm.L256.npy"
+    enc = BiEncoder(max_length=256, threads=threads)
+    if os.path.exists(path):
+        emb = np.load(path)
+    else:
+        t = time.time()
+        emb = enc.encode([corpus[d].contents for d in ids], progress=True, warn=False)
+        emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+        np.save(path, emb)
+        log(f"encoded {len(ids)} documents for the teacher in {time.time() - t:.0f}s")
+    row = {d: i for i, d in enumerate(ids)}
+    qemb = enc.encode([queries[q] for q in qids], warn=False)
+    qemb /= np.linalg.norm(qemb, axis=1, keepdims=True)
+    dense = {}
+    for q, e in zip(qids, qemb):
+        cand = list(bm25[q])
+        dense[q] = dict(zip(cand, (emb[[row[d] for d in cand]] @ e).tolist()))
+    w = [float(x) for x in a.teacher_weights.split(",")]
+    fused = fuse_runs([{q: dict(bm25[q]) for q in qids}, dense], "wsum", "zscore", w)
+    return pin_positives(fused, qrels, margin=a.teacher_margin)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--loss", default="softmax_ce")
@@ -66,7 +99,21 @@ def main() -> None:
                     help="false-negative guard: drop candidates whose BM25 score is > (least confident positive's score - margin)")
     ap.add_argument("--tas", type=int, default=0,
                     help="TAS: k-means the training queries (base bi-encoder embeddings) into this many clusters, one cluster per batch")
+    ap.add_argument("--teacher", default="none", choices=["none", "hybrid"],
+                    help="hybrid: distil from BM25 + the base bi-encoder (z-score fusion over each training query's BM25 "
+                         "top-100, judged positives pinned above it by --teacher-margin); use a soft-target loss "
+                         "(listnet, with loss kwarg label_temperature) or margin_mse")
+    ap.add_argument("--teacher-weights", default="0.5,0.5", help="BM25,dense weights of the hybrid teacher")
+    ap.add_argument("--teacher-margin", type=float, default=1.0)
+    ap.add_argument("--sample", default="uniform", choices=["uniform", "balanced"],
+                    help="balanced: TAS-Balanced margin bins over the hybrid teacher's margins (needs --teacher hybrid)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="negative rounds: each (query, positive) appears once per round with freshly sampled negatives")
+    ap.add_argument("--save-steps", type=int, default=100000, help="checkpoint every N steps (resumable with --resume)")
+    ap.add_argument("--resume", action="store_true", help="resume from the last checkpoint in the output directory")
+    ap.add_argument("--dtype", default=None, help="torch reranking dtype (e.g. bfloat16; --backend torch)")
     ap.add_argument("--init", default="", help="start from this cross-encoder directory instead of the MiniLM backbone")
+    ap.add_argument("--no-test", action="store_true", help="do not rerank the test queries (dev only)")
     ap.add_argument("--no-dev-eval", action="store_true", help="hold out --dev-holdout queries but do not rerank them")
     ap.add_argument("--max-length", type=int, default=192)
     ap.add_argument("--batch-size", type=int, default=8, help="groups per optimiser step")
@@ -74,6 +121,7 @@ def main() -> None:
     ap.add_argument("--max-steps", type=int, default=-1)
     ap.add_argument("--lr", type=float, default=1.5e-4)
     ap.add_argument("--warmup", type=float, default=0.1)
+    ap.add_argument("--head-lr", type=float, default=None, help="learning rate of the new scoring head (default --lr)")
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast in training (CPU: ~13%% faster here)")
     ap.add_argument("--infer-max-length", type=int, default=0, help="reranking max_length (default = --max-length)")
     ap.add_argument("--depth", type=int, default=100, help="BM25 depth reranked on test")
@@ -139,6 +187,23 @@ def main() -> None:
         path = a.model
     else:
         train_dataset = sampler = None
+        teacher = None
+        if a.teacher == "hybrid":
+            teacher = hybrid_teacher(a, bm25, queries, corpus, qrels_train, train_qids, threads)
+        if a.sample == "balanced":
+            if teacher is None:
+                raise SystemExit("--sample balanced needs --teacher hybrid")
+            neg_kw.update(sample="balanced", teacher_scores=teacher)
+        if a.rounds > 1 or teacher is not None:
+            from rankstack.train.data import GroupedDataset
+            from rankstack.train.negatives import NegativeMiner
+
+            miner = NegativeMiner(n=a.n_neg, seed=tseed, **neg_kw)
+            qids_pos = [q for q in train_qids if any(g > 0 for g in qrels_train[q].values())]
+            rounds = [miner.mine(qrels_train, bm25, corpus_ids=sorted(corpus), query_ids=qids_pos, round_=r)
+                      for r in range(a.rounds)]
+            train_dataset = GroupedDataset.from_run(queries, corpus, qrels_train, rounds, teacher=teacher)
+            log(f"{len(train_dataset)} groups in {a.rounds} round(s); miner {miner.stats}")
         if a.tas:
             # TAS (Hofstaetter et al. 2021): cluster the training queries, draw each batch from one cluster
             from rankstack.encoders.runtime import BiEncoder
@@ -149,7 +214,8 @@ def main() -> None:
             miner = NegativeMiner(n=a.n_neg, seed=tseed, **neg_kw)
             negs = miner.mine(qrels_train, bm25, corpus_ids=sorted(corpus),
                               query_ids=[q for q in train_qids if any(g > 0 for g in qrels_train[q].values())])
-            train_dataset = GroupedDataset.from_run(queries, corpus, qrels_train, negs)
+            if train_dataset is None:
+                train_dataset = GroupedDataset.from_run(queries, corpus, qrels_train, negs)
             tq = sorted(negs)
             emb = BiEncoder(backend="onnx", quantize="int8", threads=threads).encode([queries[q] for q in tq])
             cl = dict(zip(tq, kmeans(emb, a.tas, seed=tseed).tolist()))
@@ -161,7 +227,8 @@ def main() -> None:
             negatives=neg_kw, loss=a.loss,
             loss_kwargs=json.loads(a.loss_kwargs), max_length=a.max_length, batch_size=a.batch_size,
             epochs=a.epochs, max_steps=a.max_steps, learning_rate=a.lr, warmup_ratio=a.warmup, seed=tseed,
-            bf16=a.bf16, save_steps=100000, logging_steps=10, disable_tqdm=True,
+            bf16=a.bf16, save_steps=a.save_steps, logging_steps=10, disable_tqdm=True,
+            use_teacher_scores=teacher is not None, head_learning_rate=a.head_lr, resume_from_checkpoint=True if a.resume else None,
         )
         log(f"training {name} on {len(train_qids)} queries")
         t0 = time.time()
@@ -176,7 +243,7 @@ def main() -> None:
     quant = None if a.quantize in ("", "none", "None") else a.quantize
     rr = CrossEncoderReranker(corpus, model=path, backend=a.backend, quantize=quant,
                               max_length=a.infer_max_length or a.max_length,
-                              activation="none", threads=threads)
+                              activation="none", threads=threads, dtype=a.dtype)
 
     def rerank(qids: list[str], depth: int):
         qs = [Query(q, queries[q]) for q in qids]
@@ -187,7 +254,9 @@ def main() -> None:
         return run, cand, time.time() - t
 
     res: dict = {"name": name, "model_path": path, "loss": a.loss, "loss_kwargs": a.loss_kwargs,
-                 "n_neg": a.n_neg, "rank_window": a.rank_window, "margin": a.margin, "tas": a.tas, "init": a.init, "train_seed": tseed, "max_length": a.max_length,
+                 "head_lr": a.head_lr, "teacher": a.teacher, "teacher_weights": a.teacher_weights if a.teacher != "none" else None,
+                 "teacher_margin": a.teacher_margin if a.teacher != "none" else None, "rounds": a.rounds, "sample": a.sample,
+                 "dtype": a.dtype, "n_neg": a.n_neg, "rank_window": a.rank_window, "margin": a.margin, "tas": a.tas, "init": a.init, "train_seed": tseed, "max_length": a.max_length,
                  "batch_size": a.batch_size, "epochs": a.epochs, "lr": a.lr, "seed": a.seed,
                  "train_queries": len(train_qids), "steps": steps, "train_s": round(train_s, 1),
                  "backend": a.backend, "quantize": quant, "threads": threads, "depth": a.depth,
@@ -206,6 +275,11 @@ def main() -> None:
             best[norm] = tw["weights"]
             res[f"dev_fused_{norm}"] = round(tw["score"], 4)
             res[f"w_{norm}"] = tw["weights"]
+    if a.no_test:
+        print(json.dumps(res), flush=True)
+        with open(f"{a.out}/results.jsonl", "a") as f:
+            f.write(json.dumps(res) + "\n")
+        return
     ce_test, bm_test, s = rerank(test_qids, a.depth)
     log(f"test rerank {len(test_qids)}x{a.depth} in {s:.0f}s")
     write_run(ce_test, f"{path}/../test.ce.top{a.depth}.{a.backend}{'-' + quant if quant else ''}.trec", tag="ce")

@@ -89,6 +89,13 @@ def test_train_cross_encoder_from_triples_then_rerank(tmp_path):
     assert all(bm25.get((x.split()[0], x.split()[2])) != x.split()[4] for x in lines)
 
 
+def test_train_head_lr_is_for_cross_encoders(tmp_path):
+    p = rs("train", "bi", "-o", str(tmp_path / "bi"), "--triples", str(ROOT / "data/msmarco-toy/triples.tsv"),
+           "--head-lr", "1e-3", "--max-steps", "1")
+    assert p.returncode == 2
+    assert "['head_learning_rate'] do not apply to 'bi' training" in p.stderr
+
+
 def test_unknown_reranker_names_the_known_ones(tmp_path):
     p = rs("rerank", str(DL19 / "bm25.top100.trec"), str(DL19 / "queries.tsv"), "dl19", "-o",
            str(tmp_path / "x.trec"), "--reranker", "nope")

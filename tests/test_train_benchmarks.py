@@ -47,6 +47,28 @@ def test_dl19_groups_from_judged_candidates(dl19):
     assert again == one
 
 
+def test_dl19_list_groups_cover_each_candidate_list_once_per_round(dl19):
+    m, passages, queries, qrels, run = dl19
+    qids = sorted(q for q in run if q in qrels)
+    items = m.dl19_list_groups(qids[:2], queries, passages, qrels, run, group_size=16, rounds=2, seed=42)
+    per_round = sum(len([d for d in run[q] if d in passages]) for q in qids[:2])
+    assert per_round == 200
+    # without a teacher, groups with no relevant passage are dropped; each kept group has one
+    assert all(max(i["labels"]) > 0 for i in items) and all(i["teacher"] is None for i in items)
+    assert sum(len(i["docs"]) for i in items) <= 2 * per_round
+    teacher = {q: {d: float(k) for k, d in enumerate(sorted(run[q]))} for q in qids[:2]}
+    full = m.dl19_list_groups(qids[:2], queries, passages, qrels, run, 16, 2, 42, teacher=teacher)
+    assert sum(len(i["docs"]) for i in full) == 2 * per_round  # 2 rounds x every candidate, 7 groups each
+    assert len(full) == 2 * 2 * 7
+    texts = {passages[d]: d for q in qids[:2] for d in run[q]}
+    g = full[0]
+    assert g["labels"] == [float(max(qrels[qids[0]].get(texts[t], 0), 0)) for t in g["docs"]]
+    assert g["teacher"] == [teacher[qids[0]][texts[t]] for t in g["docs"]]
+    # rounds reshuffle: the first groups of the two rounds differ; the same seed gives the same groups
+    assert full[0]["docs"] != full[7]["docs"]
+    assert m.dl19_list_groups(qids[:2], queries, passages, qrels, run, 16, 2, 42, teacher=teacher) == full
+
+
 def test_dl19_toy_groups():
     m = _load("train_dl19_cv")
     toy = m.toy_groups(7, 42)

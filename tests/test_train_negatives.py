@@ -142,3 +142,24 @@ def test_dynamic_loss_weighting():
     assert a[0].item() == pytest.approx(2 * np.exp(2) / (np.exp(2) + 1), rel=1e-5)
     b = w.weights([0, 1], [0.0, 0.0])  # ema: 1.0 and 0.0
     assert b[0].item() == pytest.approx(2 * np.exp(1) / (np.exp(1) + 1), rel=1e-5)
+
+
+def test_balanced_margin_sampling_favours_the_rare_hard_negatives():
+    """TAS-Balanced's margin bins: one low-margin candidate among 20 easy ones is drawn far more often
+    than uniform sampling draws it; without teacher scores for a query it falls back to uniform."""
+    qids = [f"q{i}" for i in range(200)]
+    cand = {"p": 10.0, "h": 9.0, **{f"e{j}": 8.0 - j * 0.1 for j in range(20)}}
+    run = Run({q: cand for q in qids})
+    qrels = {q: {"p": 1} for q in qids}
+    teacher = {q: {"p": 10.0, "h": 9.5, **{f"e{j}": j / 20 for j in range(20)}} for q in qids}
+    bal = NegativeMiner(n=2, sample="balanced", teacher_scores=teacher, seed=3).mine(qrels, run)
+    uni = NegativeMiner(n=2, sample="uniform", seed=3).mine(qrels, run)
+    hit_bal = sum("h" in bal[q].doc_ids for q in qids) / len(qids)
+    hit_uni = sum("h" in uni[q].doc_ids for q in qids) / len(qids)
+    assert hit_uni < 0.2 and hit_bal > 0.5
+    assert all(len(set(bal[q].doc_ids)) == 2 for q in qids)  # without replacement
+    m = NegativeMiner(n=2, sample="balanced", teacher_scores={"q0": teacher["q0"]}, seed=3)
+    m.mine(qrels, run, query_ids=["q0", "q1"])
+    assert m.stats["unbalanced"] == 1
+    with pytest.raises(ValueError, match="teacher_scores"):
+        NegativeMiner(sample="balanced")

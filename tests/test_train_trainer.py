@@ -178,3 +178,50 @@ def test_dev_evaluation_and_early_stopping(tmp_path):
     assert len(evals) == 2 and evals[0]["eval_ndcg@10"] == evals[1]["eval_ndcg@10"]  # stopped early, lr 0
     assert 0.0 < evals[0]["eval_ndcg@10"] <= 1.0
     assert info["best_checkpoint"].endswith("checkpoint-1")
+
+
+def test_head_learning_rate_trains_only_the_head_when_the_body_rate_is_zero(tmp_path):
+    """``head_learning_rate`` gives the classifier and pooler their own rate: with the body's rate at 0 the
+    encoder layers stay bit-identical to the backbone while the head moves."""
+    from rankstack.train.trainer import is_head_parameter
+
+    p = train_cross_encoder(_cfg(tmp_path / "h", learning_rate=0.0, head_learning_rate=1e-3, warmup_ratio=0.0,
+                                 max_steps=2, save_steps=100))
+    after = _weights(p)
+    from safetensors.torch import load_file
+
+    before = load_file(os.path.join(minilm.get_model_path(), "model.safetensors"))
+    body = [k for k in after if not is_head_parameter(k)]
+    assert len(body) > 90
+    for k in body:
+        src = k.removeprefix("bert.")
+        assert torch.equal(after[k], before[src]), k
+    assert not torch.equal(after["bert.pooler.dense.weight"], before["pooler.dense.weight"])
+    assert is_head_parameter("classifier.weight") and not is_head_parameter("bert.encoder.layer.0.output.dense.weight")
+    with pytest.raises(ValueError, match="no head parameters"):
+        from rankstack.train.trainer import make_ranking_trainer
+        from rankstack.train.losses import get_loss
+
+        trainer = make_ranking_trainer("cross")(model=torch.nn.Linear(2, 1), ranking_loss=get_loss("ranknet"),
+                                                head_learning_rate=1e-3,
+                                                args=__import__("transformers").TrainingArguments(
+                                                    output_dir=str(tmp_path / "x"), use_cpu=True, report_to="none"))
+        trainer.create_optimizer()
+
+
+def test_distill_loss_is_added_to_the_label_loss(tmp_path):
+    """``distill_loss`` adds a teacher loss to the label loss: weight 0 trains exactly like no distillation,
+    weight 1 trains differently, and data without teacher scores is an error."""
+    kw = dict(train_triples=None, train_jsonl=JSONL, n_neg=3, loss="softmax_ce", max_steps=2, save_steps=100)
+    plain = _weights(train_cross_encoder(_cfg(tmp_path / "plain", **kw)))
+    zero = _weights(train_cross_encoder(_cfg(tmp_path / "zero", distill_loss="margin_mse", distill_weight=0.0, **kw)))
+    one_p = train_cross_encoder(_cfg(tmp_path / "one", distill_loss="margin_mse", distill_weight=1.0, **kw))
+    one = _weights(one_p)
+    assert all(torch.equal(plain[k], zero[k]) for k in plain)
+    assert not all(torch.equal(plain[k], one[k]) for k in plain)
+    hist = json.load(open(os.path.join(one_p, "rankstack_train.json")))["log_history"]
+    assert [h["loss"] for h in hist if "loss" in h][0] > 1.0  # ln 4 + a Margin-MSE on teacher logits ~90
+    with pytest.raises(ValueError, match="needs teacher scores"):
+        train_cross_encoder(_cfg(tmp_path / "x", distill_loss="margin_mse", max_steps=1))
+    with pytest.raises(ValueError, match="use_teacher_scores=False"):
+        train_cross_encoder(_cfg(tmp_path / "y", distill_loss="margin_mse", use_teacher_scores=True, **kw))

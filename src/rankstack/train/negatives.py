@@ -26,6 +26,13 @@ false negatives (unjudged relevant documents that a retriever ranks high):
   ``random_fraction`` of the ``n`` negatives are drawn uniformly from the corpus (static hard negatives
   mixed with random negatives).
 
+**Balanced margins** (``sample="balanced"``, the pair sampling of TAS-Balanced; Hofstätter et al. 2021):
+eligible candidates are binned by teacher margin ``teacher_pos - teacher(d)`` into ``n_bins`` equal-width
+bins, and each draw picks a non-empty bin uniformly, then a candidate in it (without replacement), so
+that the few low-margin (hard) negatives are not drowned by the many easy ones. Needs
+``teacher_scores``; a query the teacher did not score falls back to uniform sampling (counted in
+``stats["unbalanced"]``).
+
 Sampling is deterministic: each query uses its own ``random.Random`` seeded from ``(seed, query id,
 round)``, so results do not depend on query order or on other queries.
 
@@ -86,6 +93,7 @@ class NegativeMiner:
     pooling_temperature: float = 1.0
     pooling_threshold: float = 0.5
     random_fraction: float = 0.0
+    n_bins: int = 10
     seed: int = 0
     stats: dict[str, int] = field(default_factory=dict)
 
@@ -94,8 +102,12 @@ class NegativeMiner:
             raise ValueError(f"strategy must be 'hard', 'random' or 'mixed', got {self.strategy!r}")
         if self.pooling not in ("none", "skip", "weight"):
             raise ValueError(f"pooling must be 'none', 'skip' or 'weight', got {self.pooling!r}")
-        if self.sample not in ("uniform", "top"):
-            raise ValueError(f"sample must be 'uniform' or 'top', got {self.sample!r}")
+        if self.sample not in ("uniform", "top", "balanced"):
+            raise ValueError(f"sample must be 'uniform', 'top' or 'balanced', got {self.sample!r}")
+        if self.sample == "balanced" and self.teacher_scores is None:
+            raise ValueError("sample='balanced' bins candidates by teacher margin: give teacher_scores")
+        if self.n_bins < 1:
+            raise ValueError("n_bins must be >= 1")
         lo, hi = self.rank_window
         if lo < 1 or hi < lo:
             raise ValueError(f"rank_window must be 1 <= lo <= hi, got {self.rank_window}")
@@ -125,7 +137,7 @@ class NegativeMiner:
         if self.strategy in ("random", "mixed") and not corpus_ids:
             raise ValueError(f"strategy={self.strategy!r} needs corpus_ids")
         self.stats = {"queries": 0, "no_pos_in_run": 0, "dropped_margin": 0, "dropped_teacher": 0,
-                      "dropped_pooling": 0, "topped_up": 0, "short": 0}
+                      "dropped_pooling": 0, "topped_up": 0, "short": 0, "unbalanced": 0}
         qids = list(query_ids) if query_ids is not None else [q for q, d in qrels.items() if any(g > 0 for g in d.values())]
         out: dict[str, Mined] = {}
         for qid in qids:
@@ -160,6 +172,8 @@ class NegativeMiner:
             pool = self._eligible(qid, judged, candidates)
             if self.sample == "top":
                 picked = pool[:n_hard]
+            elif self.sample == "balanced":
+                picked = self._balanced(qid, judged, pool, n_hard, rng)
             else:
                 picked = rng.sample(pool, min(n_hard, len(pool)))
             for d, w in picked:
@@ -188,6 +202,30 @@ class NegativeMiner:
         return Mined(ids, weights, sources)
 
     # ------------------------------------------------------------------ internals
+    def _balanced(self, qid: str, judged: Mapping[str, int], pool: list[tuple[str, float]], k: int,
+                  rng: random.Random) -> list[tuple[str, float]]:
+        t = self.teacher_scores.get(qid) if self.teacher_scores is not None else None
+        tp = [t[d] for d, g in judged.items() if g > 0 and d in t] if t else []
+        scored = [(d, w) for d, w in pool if t and d in t]
+        if not tp or len(scored) < len(pool):
+            self.stats["unbalanced"] = self.stats.get("unbalanced", 0) + 1
+            return rng.sample(pool, min(k, len(pool)))
+        ref = min(tp)
+        margins = [ref - t[d] for d, _ in scored]
+        lo, hi = min(margins), max(margins)
+        bins: dict[int, list[tuple[str, float]]] = {}
+        for item, m in zip(scored, margins):
+            b = 0 if hi == lo else min(int((m - lo) / (hi - lo) * self.n_bins), self.n_bins - 1)
+            bins.setdefault(b, []).append(item)
+        picked = []
+        while len(picked) < k and bins:
+            key = sorted(bins)[rng.randrange(len(bins))]
+            members = bins[key]
+            picked.append(members.pop(rng.randrange(len(members))))
+            if not members:
+                del bins[key]
+        return picked
+
     def _eligible(self, qid: str, judged: Mapping[str, int], candidates: Mapping[str, float]) -> list[tuple[str, float]]:
         ranked = ranked_items(candidates)
         pos_scores = [candidates[d] for d, g in judged.items() if g > 0 and d in candidates]

@@ -45,6 +45,7 @@ __all__ = [
     "ndcg_at_k",
     "DevEvaluator",
     "make_ranking_trainer",
+    "is_head_parameter",
 ]
 
 
@@ -154,7 +155,8 @@ def make_ranking_trainer(kind: str = "cross") -> type:
         def __init__(self, *args: Any, ranking_loss: RankingLoss, label_source: str = "labels",
                      dev_evaluator: Callable[..., dict[str, float]] | None = None,
                      train_sampler: Any = None, loss_weighting: Any = None, in_batch: bool = False,
-                     **kwargs: Any):
+                     head_learning_rate: float | None = None, distill_loss: RankingLoss | None = None,
+                     distill_weight: float = 1.0, **kwargs: Any):
             if dev_evaluator is not None and kwargs.get("eval_dataset") is None:
                 kwargs["eval_dataset"] = [{"dev": "evaluated by reranking the dev run"}]  # placeholder
             super().__init__(*args, **kwargs)
@@ -166,6 +168,29 @@ def make_ranking_trainer(kind: str = "cross") -> type:
             self.custom_sampler = train_sampler
             self.loss_weighting = loss_weighting
             self.in_batch = in_batch
+            self.head_learning_rate = head_learning_rate
+            self.distill_loss = distill_loss
+            self.distill_weight = distill_weight
+
+        # -- optimizer: an optional learning rate of its own for the new scoring head
+        def create_optimizer(self, model: Any = None) -> Any:
+            if self.head_learning_rate is None or self.optimizer is not None:
+                return super().create_optimizer(model)
+            opt_model = self.model if model is None else model
+            decay = set(self.get_decay_parameter_names(opt_model))
+            groups: dict[tuple[bool, bool], list[Any]] = {}
+            for n, p in opt_model.named_parameters():
+                if p.requires_grad:
+                    groups.setdefault((is_head_parameter(n), n in decay), []).append(p)
+            if not any(head for head, _ in groups):
+                raise ValueError("head_learning_rate: the model has no head parameters "
+                                 "(names starting with classifier., score. or containing pooler.)")
+            param_groups = [{"params": ps, "weight_decay": self.args.weight_decay if dec else 0.0,
+                             "lr": self.head_learning_rate if head else self.args.learning_rate}
+                            for (head, dec), ps in sorted(groups.items())]
+            cls, kw = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+            self.optimizer = cls(param_groups, **kw)
+            return self.optimizer
 
         # -- sampler
         def _get_train_sampler(self, train_dataset: Any = None) -> Any:
@@ -221,6 +246,15 @@ def make_ranking_trainer(kind: str = "cross") -> type:
                 loss = (per_q * w.to(per_q.device)).sum() / max(len(per_q), 1)
             else:
                 loss = self.ranking_loss(scores, target, mask)
+            if self.distill_loss is not None:
+                if teacher is None:
+                    raise ValueError("distill_loss needs teacher scores in the training data")
+                own = scores
+                if isinstance(out, tuple):  # the diagonal blocks: each query against its own group
+                    qn, ln = labels.shape
+                    r = torch.arange(qn, device=scores.device)
+                    own = scores.view(qn, qn, ln)[r, r]
+                loss = loss + self.distill_weight * self.distill_loss(own, teacher, mask)
             return (loss, {"scores": scores}) if return_outputs else loss
 
         # -- dev evaluation (ndcg@10 by reranking a dev run)
@@ -254,6 +288,12 @@ def make_ranking_trainer(kind: str = "cross") -> type:
                     self._load_from_checkpoint(self.state.best_model_checkpoint)
 
     return RankingTrainer
+
+
+def is_head_parameter(name: str) -> bool:
+    """Parameters of a sequence-classification head (BERT's ``classifier`` and ``pooler``, the ``score``
+    layer of decoder models): the parts a cross-encoder built from a bi-encoder backbone starts without."""
+    return name.startswith(("classifier.", "score.")) or "pooler." in name
 
 
 def _sample_weighted_mask(mask: Any, weights: Any) -> Any:
@@ -306,6 +346,13 @@ class _CommonConfig:
     loss: str = "bce"
     loss_kwargs: dict[str, Any] = field(default_factory=dict)
     use_teacher_scores: bool = False
+    """Train the main ``loss`` on the teacher scores instead of the labels."""
+    distill_loss: str | None = None
+    """A second loss on the teacher scores, added to the main loss (on the labels) with weight
+    ``distill_weight``, e.g. in-batch ``infonce`` + ``margin_mse`` from a cross-encoder teacher. For a
+    bi-encoder with in-batch negatives it sees each query's own group only."""
+    distill_kwargs: dict[str, Any] = field(default_factory=dict)
+    distill_weight: float = 1.0
     # --- optimisation
     max_length: int = 256
     batch_size: int = 8
@@ -334,6 +381,10 @@ class CrossEncoderTrainConfig(_CommonConfig):
     """Configuration of :func:`train_cross_encoder` (all paths are local files)."""
 
     eval_batch_size: int = 64
+    head_learning_rate: float | None = None
+    """Learning rate of the scoring head (classifier and pooler; see :func:`is_head_parameter`), e.g.
+    10x ``learning_rate``: a head that starts at random otherwise needs ~100 steps before its scores
+    move the loss. Follows the same schedule. ``None``: the head uses ``learning_rate``."""
 
 
 @dataclass
@@ -438,6 +489,14 @@ def _callbacks(cfg: _CommonConfig, has_dev: bool) -> list[Any]:
     return []
 
 
+def _distill_kwargs(cfg: _CommonConfig) -> dict[str, Any]:
+    if cfg.distill_loss is None:
+        return {}
+    if cfg.use_teacher_scores:
+        raise ValueError("distill_loss adds a teacher loss to a label loss: use it with use_teacher_scores=False")
+    return {"distill_loss": get_loss(cfg.distill_loss, **cfg.distill_kwargs), "distill_weight": cfg.distill_weight}
+
+
 def _write_config_json(path: str, cfg: _CommonConfig, extra: dict[str, Any]) -> None:
     with open(os.path.join(path, "rankstack_train.json"), "w", encoding="utf-8") as f:
         json.dump({"config": asdict(cfg), **extra}, f, indent=2, default=str)
@@ -485,7 +544,8 @@ def train_cross_encoder(config: CrossEncoderTrainConfig, *, callbacks: Sequence[
         model=model, args=args, train_dataset=ds, data_collator=CrossEncoderCollator(tok, cfg.max_length),
         processing_class=tok, ranking_loss=loss, label_source="teacher" if cfg.use_teacher_scores else "labels",
         dev_evaluator=dev, train_sampler=train_sampler, loss_weighting=loss_weighting,
-        callbacks=[*_callbacks(cfg, dev is not None), *callbacks],
+        head_learning_rate=cfg.head_learning_rate, callbacks=[*_callbacks(cfg, dev is not None), *callbacks],
+        **_distill_kwargs(cfg),
     )
     result = trainer.train(resume_from_checkpoint=cfg.resume_from_checkpoint)
     out = os.path.join(cfg.output_dir, "final")
@@ -523,7 +583,7 @@ def train_bi_encoder(config: BiEncoderTrainConfig, *, callbacks: Sequence[Any] =
         model=model, args=args, train_dataset=ds, data_collator=BiEncoderCollator(model.tokenize),
         ranking_loss=loss, label_source="teacher" if cfg.use_teacher_scores else "labels",
         train_sampler=train_sampler, loss_weighting=loss_weighting, in_batch=cfg.in_batch,
-        callbacks=list(callbacks),
+        callbacks=list(callbacks), **_distill_kwargs(cfg),
     )
     result = trainer.train(resume_from_checkpoint=cfg.resume_from_checkpoint)
     out = os.path.join(cfg.output_dir, "final")
