@@ -37,6 +37,34 @@ def test_evaluate_per_query_and_json():
     assert json.loads(p.stdout)["aggregate"]["nDCG@10"] == pytest.approx(0.50585, abs=1e-4)
 
 
+def test_compare_runs_against_a_baseline(tmp_path):
+    """`rankstack compare`: per-query paired t-test (the same p-value as scipy), Holm over the family."""
+    import json
+
+    from scipy import stats
+
+    run = DL19 / "bm25.top100.trec"
+    lines = run.read_text().splitlines()
+    # a run that reverses BM25's order of every query, and one that keeps it
+    rev = tmp_path / "rev.trec"
+    rev.write_text("".join(f"{x.split()[0]} Q0 {x.split()[2]} 1 {-float(x.split()[4])} rev\n" for x in lines))
+    p = rs("compare", str(DL19 / "qrels.txt"), str(run), str(rev), str(run), "--json")
+    assert p.returncode == 0, p.stderr
+    rows = json.loads(p.stdout)
+    assert [r["queries"] for r in rows] == [43, 43]
+    per_q = lambda f: json.loads(rs("evaluate", str(DL19 / "qrels.txt"), str(f), "-m", "nDCG@10", "--per-query",
+                                    "--json").stdout)["per_query"]["nDCG@10"]
+    a, b = per_q(run), per_q(rev)
+    qids = sorted(a)
+    assert rows[0]["p"] == pytest.approx(stats.ttest_rel([b[q] for q in qids], [a[q] for q in qids]).pvalue, rel=1e-9)
+    assert rows[0]["delta"] < -0.3 and rows[0]["significant"] and rows[0]["p_corrected"] == pytest.approx(2 * rows[0]["p"])
+    assert rows[1]["delta"] == 0.0 and not rows[1]["significant"]
+    p = rs("compare", str(DL19 / "qrels.txt"), str(run), str(rev))
+    assert p.stdout.splitlines()[0].startswith("run\tqueries\tnDCG@10\tbaseline")
+    p = rs("compare", str(DL19 / "qrels.txt"), str(run), str(rev), "--test", "z")
+    assert p.returncode == 2 and "--test must be" in p.stderr
+
+
 def test_errors_are_one_line_unless_debug(tmp_path):
     bad = tmp_path / "bad.trec"
     bad.write_text("q1 Q0 d1 1 2.0 tag\nq1 Q0 d2 oops\n")

@@ -157,6 +157,43 @@ def evaluate(
 
 
 @app.command()
+def compare(
+    qrels: Annotated[Path, typer.Argument(help="TREC qrels, BEIR tsv or SMART relevance file")],
+    baseline: Annotated[Path, typer.Argument(help="the baseline's TREC run file")],
+    runs: Annotated[list[Path], typer.Argument(help="the runs compared with the baseline")],
+    measure: Annotated[str, typer.Option("-m", "--measure", help="e.g. nDCG@10")] = "nDCG@10",
+    test: Annotated[str, typer.Option("--test", help="t (paired t-test) or randomization")] = "t",
+    correction: Annotated[str, typer.Option("--correction", help="holm, bonferroni or none")] = "holm",
+    alpha: Annotated[float, typer.Option("--alpha")] = 0.05,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Significance of each run against the baseline on one measure (paired over the queries both
+    runs answer), corrected for the family of comparisons."""
+    from rankstack.data.formats import read_qrels, read_run
+    from rankstack.measures import evaluate as _evaluate
+    from rankstack.measures.significance import significance_table
+
+    if test not in ("t", "randomization"):
+        raise ValueError(f"--test must be 't' or 'randomization', got {test!r}")
+    if correction not in ("holm", "bonferroni", "none"):
+        raise ValueError(f"--correction must be holm, bonferroni or none, got {correction!r}")
+    q = read_qrels(qrels)
+    base = _evaluate(q, read_run(baseline), [measure]).query_values(measure)
+    systems = {str(r): _evaluate(q, read_run(r), [measure]).query_values(measure) for r in runs}
+    rows = significance_table(base, systems, test=test, alpha=alpha, correction=correction)  # type: ignore[arg-type]
+    if as_json:
+        typer.echo(json.dumps([{"run": r.name, "measure": measure, "queries": r.n_queries, "mean": r.mean,
+                                "baseline_mean": r.baseline_mean, "delta": r.delta, "p": r.p,
+                                "p_corrected": r.p_corrected, "significant": r.significant} for r in rows], indent=1))
+        return
+    lines = [f"run\tqueries\t{measure}\tbaseline\tdelta\tp\tp_{correction}\tsignificant"]
+    for r in rows:
+        lines.append(f"{r.name}\t{r.n_queries}\t{r.mean:.4f}\t{r.baseline_mean:.4f}\t{r.delta:+.4f}\t{r.p:.4g}\t"
+                     f"{r.p_corrected:.4g}\t{'yes' if r.significant else 'no'}")
+    typer.echo("\n".join(lines))
+
+
+@app.command()
 def experiment(
     file: Annotated[Path, typer.Argument(help="experiment TOML file")],
     no_cache: Annotated[bool, typer.Option("--no-cache", help="recompute every stage")] = False,
