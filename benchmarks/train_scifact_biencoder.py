@@ -111,6 +111,15 @@ def evaluate_dense(model: str, corpus: dict, queries: dict, qrels_sets: dict, *,
     return out
 
 
+def _path_tag(path: str) -> str:
+    """A file-name tag for a model directory: its last two path parts and a hash of the absolute path
+    (``.../run-a/final`` and ``.../run-b/final`` must not share a cache)."""
+    import hashlib
+
+    full = os.path.abspath(path.rstrip("/"))
+    return "-".join(full.split(os.sep)[-2:]) + "-" + hashlib.sha256(full.encode()).hexdigest()[:8]
+
+
 def teacher_items(ds, teacher: str, corpus: dict, queries: dict, scale: float, threads: int,
                   max_length: int, cache: str) -> list[dict]:
     """Resolve every group of ``ds`` and attach teacher logits / ``scale`` (scored once, cached)."""
@@ -213,8 +222,7 @@ def main() -> None:
         ds = GroupedDataset.from_run(queries, corpus, qrels_train, negs)
         if a.mode in ("distill", "combined"):
             items = teacher_items(ds, a.teacher, corpus, queries, a.teacher_scale, threads, a.teacher_max_length,
-                                  cache=f"{a.out}/teacher.{os.path.basename(a.teacher.rstrip('/'))}."
-                                        f"n{a.n_neg}-w{lo}_{hi}-m{a.margin}.json")
+                                  cache=f"{a.out}/teacher.{_path_tag(a.teacher)}.n{a.n_neg}-w{lo}_{hi}-m{a.margin}.json")
             ds = GroupedDataset(items)
             res.update(teacher=a.teacher, teacher_scale=a.teacher_scale)
             if a.mode == "combined":

@@ -223,5 +223,15 @@ def test_distill_loss_is_added_to_the_label_loss(tmp_path):
     assert [h["loss"] for h in hist if "loss" in h][0] > 1.0  # ln 4 + a Margin-MSE on teacher logits ~90
     with pytest.raises(ValueError, match="needs teacher scores"):
         train_cross_encoder(_cfg(tmp_path / "x", distill_loss="margin_mse", max_steps=1))
+    # a bi-encoder with in-batch negatives: the teacher loss sees each query's own group only
+    from rankstack.train.trainer import BiEncoderTrainConfig, train_bi_encoder
+
+    bi = dict(model=minilm.get_model_path(), train_jsonl=JSONL, n_neg=2, max_length=32, batch_size=3, max_steps=1,
+              save_steps=100, logging_steps=1, disable_tqdm=True, seed=5)
+    b0 = train_bi_encoder(BiEncoderTrainConfig(output_dir=str(tmp_path / "b0"), **bi))
+    b1 = train_bi_encoder(BiEncoderTrainConfig(output_dir=str(tmp_path / "b1"), distill_loss="margin_mse",
+                                               distill_weight=1.0, **bi))
+    l0, l1 = (json.load(open(os.path.join(b, "rankstack_train.json")))["log_history"][0]["loss"] for b in (b0, b1))
+    assert l1 > l0 > 0
     with pytest.raises(ValueError, match="use_teacher_scores=False"):
         train_cross_encoder(_cfg(tmp_path / "y", distill_loss="margin_mse", use_teacher_scores=True, **kw))

@@ -224,6 +224,7 @@ def make_ranking_trainer(kind: str = "cross") -> type:
                 target = teacher
             else:
                 target = labels
+            group_mask = mask
             out = self.score_groups(model, inputs, tuple(labels.shape))
             if isinstance(out, tuple):  # bi-encoder with in-batch negatives
                 qe, de = out
@@ -254,7 +255,7 @@ def make_ranking_trainer(kind: str = "cross") -> type:
                     qn, ln = labels.shape
                     r = torch.arange(qn, device=scores.device)
                     own = scores.view(qn, qn, ln)[r, r]
-                loss = loss + self.distill_weight * self.distill_loss(own, teacher, mask)
+                loss = loss + self.distill_weight * self.distill_loss(own, teacher, group_mask)
             return (loss, {"scores": scores}) if return_outputs else loss
 
         # -- dev evaluation (ndcg@10 by reranking a dev run)
