@@ -59,8 +59,9 @@ def test_compare_runs_against_a_baseline(tmp_path):
     assert rows[0]["p"] == pytest.approx(stats.ttest_rel([b[q] for q in qids], [a[q] for q in qids]).pvalue, rel=1e-9)
     assert rows[0]["delta"] < -0.3 and rows[0]["significant"] and rows[0]["p_corrected"] == pytest.approx(2 * rows[0]["p"])
     assert rows[1]["delta"] == 0.0 and not rows[1]["significant"]
-    p = rs("compare", str(DL19 / "qrels.txt"), str(run), str(rev))
+    p = rs("compare", str(DL19 / "qrels.txt"), str(run), str(rev), "--plot", str(tmp_path / "d.png"))
     assert p.stdout.splitlines()[0].startswith("run\tqueries\tnDCG@10\tbaseline")
+    assert (tmp_path / "d.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     p = rs("compare", str(DL19 / "qrels.txt"), str(run), str(rev), "--test", "z")
     assert p.returncode == 2 and "--test must be" in p.stderr
 

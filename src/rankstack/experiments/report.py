@@ -10,8 +10,9 @@ from __future__ import annotations
 import base64
 import html
 import io
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rankstack.experiments.runner import Report, Result
@@ -66,6 +67,37 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
+def per_query_delta_figure(
+    baseline: Mapping[str, float],
+    systems: Mapping[str, Mapping[str, float]],
+    measure: str,
+    baseline_name: str = "baseline",
+    marks: Mapping[str, str] | None = None,
+) -> Any:
+    """A matplotlib figure with one panel per system: its per-query ``measure`` minus the baseline's,
+    sorted (wins green, losses red), titled with the win/loss/tie counts (queries missing from one side
+    count as 0). ``marks``: a suffix per system title (e.g. a significance mark)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(systems), 1, figsize=(9, 2.4 * len(systems)), squeeze=False)
+    for ax, (name, pq) in zip(axes[:, 0], systems.items()):
+        qids = sorted(set(baseline) | set(pq))
+        deltas = sorted(pq.get(q, 0.0) - baseline.get(q, 0.0) for q in qids)
+        colors = ["#2a9d8f" if d > 0 else "#e76f51" if d < 0 else "#999999" for d in deltas]
+        ax.bar(range(len(deltas)), deltas, color=colors, width=1.0)
+        ax.axhline(0, color="black", lw=0.6)
+        win = sum(d > 0 for d in deltas)
+        loss = sum(d < 0 for d in deltas)
+        ax.set_title(f"{name} − {baseline_name}: {measure} per query "
+                     f"(+{win} / −{loss} / ={len(deltas) - win - loss}){(marks or {}).get(name, '')}", fontsize=9)
+        ax.set_ylabel(f"Δ {measure}")
+    fig.tight_layout()
+    return fig
+
+
 def _plots(report: Report) -> list[tuple[str, str]]:
     import matplotlib
 
@@ -81,19 +113,8 @@ def _plots(report: Report) -> list[tuple[str, str]]:
         if base is not None:
             others = [r for r in rs if r is not base]
             if others:
-                fig, axes = plt.subplots(len(others), 1, figsize=(9, 2.4 * len(others)), squeeze=False)
-                for ax, r in zip(axes[:, 0], others):
-                    qids = sorted(set(base.per_query[m0]) | set(r.per_query[m0]))
-                    deltas = sorted(r.per_query[m0].get(q, 0.0) - base.per_query[m0].get(q, 0.0) for q in qids)
-                    colors = ["#2a9d8f" if d > 0 else "#e76f51" if d < 0 else "#999999" for d in deltas]
-                    ax.bar(range(len(deltas)), deltas, color=colors, width=1.0)
-                    ax.axhline(0, color="black", lw=0.6)
-                    win = sum(d > 0 for d in deltas)
-                    loss = sum(d < 0 for d in deltas)
-                    ax.set_title(f"{r.pipeline} − {base.pipeline}: {m0} per query "
-                                 f"(+{win} / −{loss} / ={len(deltas) - win - loss}){_mark(r, m0)}", fontsize=9)
-                    ax.set_ylabel(f"Δ {m0}")
-                fig.tight_layout()
+                fig = per_query_delta_figure(base.per_query[m0], {r.pipeline: r.per_query[m0] for r in others},
+                                             m0, base.pipeline, marks={r.pipeline: _mark(r, m0) for r in others})
                 out.append((f"{cname}: per-query {m0} against {base.pipeline}", _png(fig)))
                 plt.close(fig)
         fig, ax = plt.subplots(figsize=(6, 4))

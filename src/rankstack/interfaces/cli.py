@@ -166,6 +166,7 @@ def compare(
     correction: Annotated[str, typer.Option("--correction", help="holm, bonferroni or none")] = "holm",
     alpha: Annotated[float, typer.Option("--alpha")] = 0.05,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="write a PNG of the per-query deltas")] = None,
 ) -> None:
     """Significance of each run against the baseline on one measure (paired over the queries both
     runs answer), corrected for the family of comparisons."""
@@ -181,6 +182,12 @@ def compare(
     base = _evaluate(q, read_run(baseline), [measure]).query_values(measure)
     systems = {str(r): _evaluate(q, read_run(r), [measure]).query_values(measure) for r in runs}
     rows = significance_table(base, systems, test=test, alpha=alpha, correction=correction)  # type: ignore[arg-type]
+    if plot is not None:
+        from rankstack.experiments.report import per_query_delta_figure
+
+        marks = {r.name: (" ▲" if r.delta > 0 else " ▼") if r.significant else "" for r in rows}
+        fig = per_query_delta_figure(base, systems, measure, str(baseline), marks=marks)
+        fig.savefig(plot, dpi=90, bbox_inches="tight")
     if as_json:
         typer.echo(json.dumps([{"run": r.name, "measure": measure, "queries": r.n_queries, "mean": r.mean,
                                 "baseline_mean": r.baseline_mean, "delta": r.delta, "p": r.p,
