@@ -64,7 +64,9 @@ def main() -> None:
         ours = read_run(a.rankstack_run)
         x = np.array([out[q][d] for q, d in pairs])
         y = np.array([ours[q][d] for q, d in pairs])
-        res.update(rankstack_ndcg10=round(float(evaluate(qrels, ours, ["nDCG@10"])["nDCG@10"]), 4),
+        # rankstack's scores of exactly the pairs the peer scored (the same top-depth candidates)
+        same = Run._wrap({q: {d: ours[q][d] for d in out[q]} for q in out}, name="rankstack", stats={})
+        res.update(rankstack_ndcg10=round(float(evaluate(qrels, same, ["nDCG@10"])["nDCG@10"]), 4),
                    pearson=round(float(np.corrcoef(x, y)[0, 1]), 5),
                    mean_kendall_tau=round(float(np.nanmean([stats.kendalltau([out[q][d] for d in out[q]],
                                                                           [ours[q][d] for d in out[q]])[0]

