@@ -12,8 +12,9 @@ Cells (``--cells`` picks a subset, comma-separated names):
 
 * ``bce``, ``ranknet``, ``listnet``, ``lambdaloss``, ``softmax_ce`` (= InfoNCE over the group, T=1):
   negatives uniform from BM25 ranks 1-30, no false-negative guard;
-* ``softmax_ce+guard``: the same plus the score guard (``--margin 0``: drop candidates scoring above
-  the least confident positive);
+* ``softmax_ce+guard`` (and ``bce+guard``, ``ranknet+guard``, ``lambdaloss+guard``, ``listnet+guard``):
+  the same plus the score guard (``--margin 0``: drop candidates scoring above the least confident
+  positive);
 * ``softmax_ce+tas``: the same as ``softmax_ce`` with topic-aware batches (TAS: 20 k-means clusters of
   the training queries' base bi-encoder embeddings; each batch from one cluster).
 
@@ -43,6 +44,9 @@ CELLS: dict[str, list[str]] = {
     "softmax_ce+guard": ["--loss", "softmax_ce", "--margin", "0"],
     "softmax_ce+tas": ["--loss", "softmax_ce", "--tas", "20"],
 }
+# every loss with the score guard too (``bce+guard`` ...)
+CELLS.update({f"{name}+guard": [*args, "--margin", "0"] for name, args in list(CELLS.items()) if "+" not in name
+              and name != "softmax_ce"})
 
 
 def _p(p: float) -> str:
