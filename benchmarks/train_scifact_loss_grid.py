@@ -86,8 +86,8 @@ def report(out: str, data: str = "data/scifact", base: str = "softmax_ce") -> No
         r["_loss"] = "/".join(f"{float(logged[m]):.3f}" for m in marks)
         r["_marks"] = "/".join(str(m) for m in marks)
     print("| cell | steps (pairs) | train s | logged loss (steps) | nDCG@10 CE alone | p vs "
-          f"{base} | fused z 0.5/0.5 | p vs {base} (fused) |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+          f"{base} | fused z 0.5/0.5 | p vs {base} (fused) | p vs the same loss without +guard/+tas (alone) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     ref = next((r for r in rows if r["name"] == f"grid-{base}"), None)
     for r in rows:
         cell = r["name"].removeprefix("grid-")
@@ -98,10 +98,16 @@ def report(out: str, data: str = "data/scifact", base: str = "softmax_ce") -> No
             qs = sorted(per_q[cell])
             p1 = _p(paired_t_test([per_q[cell][q] for q in qs], [per_q[base][q] for q in qs]))
             p2 = _p(paired_t_test([r["_fused_pq"][q] for q in qs], [ref["_fused_pq"][q] for q in qs]))
+        plain = cell.split("+")[0]
+        if "+" in cell and plain in per_q:
+            qs = sorted(per_q[cell])
+            p3 = _p(paired_t_test([per_q[cell][q] for q in qs], [per_q[plain][q] for q in qs]))
+        else:
+            p3 = "–"
         fused_mean = sum(r["_fused_pq"].values()) / len(r["_fused_pq"])
         assert abs(fused_mean - r["fused_zscore_0.5_ndcg10"]) < 2e-3, (cell, fused_mean)
         print(f"| {cell} | {r['steps']} ({pairs}) | {r['train_s']:.0f} | {r['_loss']} ({r['_marks']}) | "
-              f"{r['ce_ndcg10']:.4f} | {p1} | {r['fused_zscore_0.5_ndcg10']:.4f} | {p2} |")
+              f"{r['ce_ndcg10']:.4f} | {p1} | {r['fused_zscore_0.5_ndcg10']:.4f} | {p2} | {p3} |")
 
 
 def main() -> None:
@@ -115,9 +121,10 @@ def main() -> None:
     ap.add_argument("--test-queries", type=int, default=100)
     ap.add_argument("--out", default="/tmp/rankstack-train-grid")
     ap.add_argument("--report", action="store_true", help="print the table of the cells in --out, run nothing")
+    ap.add_argument("--base", default="softmax_ce", help="--report: the cell the others are tested against")
     a = ap.parse_args()
     if a.report:
-        report(a.out)
+        report(a.out, base=a.base)
         return
     os.makedirs(a.out, exist_ok=True)
     shared = "/tmp/rankstack-train-bench/bm25.top100.trec"
