@@ -11,6 +11,12 @@ top-100 is reranked by ``CrossEncoderReranker`` (ONNX, int8 by default) and nDCG
 semantics, ``rankstack.measures.evaluate``) is computed over all 43 queries of the concatenated held-out
 runs. References: BM25 0.5058; the all-MiniLM-L6-v2 bi-encoder reranking the same top-100 0.6424.
 
+``--groups list`` instead cuts each training query's top-100 into shuffled lists of ``--group-size``
+(``--rounds`` times), and ``--teacher hybrid`` gives every pair a BM25 + dense teacher score tuned on the
+training folds, judged passages pinned on top (the recipe of docs/bench/train.md, 0.5992 pooled).
+The pooled held-out run is written to ``<out>/<tag>.cv.trec``; ``--reuse`` evaluates fold models that
+already exist instead of retraining them (to finish a stopped CV).
+
 ``--all`` trains one model on all 43 queries (no evaluation here: that model has seen every DL19
 judgment, so evaluate it on another collection), printing its directory.
 
