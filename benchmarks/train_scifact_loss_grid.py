@@ -41,12 +41,10 @@ CELLS: dict[str, list[str]] = {
     "ranknet": ["--loss", "ranknet"],
     "lambdaloss": ["--loss", "lambdaloss"],
     "listnet": ["--loss", "listnet"],
-    "softmax_ce+guard": ["--loss", "softmax_ce", "--margin", "0"],
     "softmax_ce+tas": ["--loss", "softmax_ce", "--tas", "20"],
 }
-# every loss with the score guard too (``bce+guard`` ...)
-CELLS.update({f"{name}+guard": [*args, "--margin", "0"] for name, args in list(CELLS.items()) if "+" not in name
-              and name != "softmax_ce"})
+# every loss with the score guard too (``softmax_ce+guard``, ``bce+guard`` ...)
+CELLS.update({f"{name}+guard": [*args, "--margin", "0"] for name, args in list(CELLS.items()) if "+" not in name})
 
 
 def _p(p: float) -> str:
