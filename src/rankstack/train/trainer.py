@@ -386,6 +386,19 @@ class CrossEncoderTrainConfig(_CommonConfig):
     """Learning rate of the scoring head (classifier and pooler; see :func:`is_head_parameter`), e.g.
     10x ``learning_rate``: a head that starts at random otherwise needs ~100 steps before its scores
     move the loss. Follows the same schedule. ``None``: the head uses ``learning_rate``."""
+    head: str = "classifier"
+    """``"classifier"``: ``AutoModelForSequenceClassification`` (the backbone's own head, or a new one);
+    ``"segment-cosine"``: :class:`rankstack.encoders.segment_cosine.BertForSegmentCosine`, a joint
+    encoder scored by the cosine of its mean-pooled query and document segments, which starts where its
+    (BERT-family, sentence-transformers) bi-encoder backbone is instead of at a random head."""
+    cos_scale: float = 20.0
+    """``head="segment-cosine"``: the initial scale of the cosine (learned)."""
+    separate_layers: int = 0
+    """``head="segment-cosine"``: the lowest layers that encode query and document apart (PreTTR's
+    split); the layers above attend across the pair."""
+    bi_encoder_layout: bool = True
+    """``head="segment-cosine"``: give the document segment its own ``[CLS]``, positions from 0 and
+    token type 0, as the bi-encoder saw it (see :func:`rankstack.encoders.segment_cosine.from_bi_encoder`)."""
 
 
 @dataclass
@@ -536,7 +549,15 @@ def train_cross_encoder(config: CrossEncoderTrainConfig, *, callbacks: Sequence[
             loaded["queries"] = {q.id: q.text for q in read_queries(cfg.queries)}
             loaded["qrels"] = read_qrels(cfg.qrels)
     tok = AutoTokenizer.from_pretrained(str(cfg.model))
-    model = AutoModelForSequenceClassification.from_pretrained(str(cfg.model), num_labels=1)
+    if cfg.head == "segment-cosine":
+        from rankstack.encoders.segment_cosine import from_bi_encoder
+
+        model = from_bi_encoder(str(cfg.model), cos_scale=cfg.cos_scale, separate_layers=cfg.separate_layers,
+                                bi_encoder_layout=cfg.bi_encoder_layout)
+    elif cfg.head == "classifier":
+        model = AutoModelForSequenceClassification.from_pretrained(str(cfg.model), num_labels=1)
+    else:
+        raise ValueError(f"CrossEncoderTrainConfig.head: unknown {cfg.head!r} (classifier, segment-cosine)")
     dev = _dev(cfg, loaded, cfg.eval_batch_size)
     args = _training_args(cfg, dev is not None)
     trainer_cls = make_ranking_trainer("cross")
