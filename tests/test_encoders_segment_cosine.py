@@ -103,3 +103,8 @@ def test_trained_directory_loads_everywhere_with_the_same_scores(tmp_path):
                              cache_dir=str(tmp_path / "onnx")).predict(pairs)
     np.testing.assert_allclose(onnx, ours, rtol=1e-3, atol=1e-3)
     assert ours[0] > ours[1]
+    # training goes on from the trained directory as it is; a different split is refused, naming the file
+    again = from_bi_encoder(p, separate_layers=4, bi_encoder_layout=True)
+    assert float(again.score.scale) == pytest.approx(float(w["score.scale"]))
+    with pytest.raises(ValueError, match=r"config\.json: a segment-cosine model with separate_layers=4"):
+        from_bi_encoder(p, separate_layers=2, bi_encoder_layout=True)

@@ -618,7 +618,9 @@ def iter_chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 
 def _register_own_models() -> None:
     """rankstack's own cross-encoder heads (:mod:`rankstack.encoders.segment_cosine`) load through the
-    Auto classes without ``trust_remote_code``."""
-    from rankstack.encoders.segment_cosine import register
-
+    Auto classes without ``trust_remote_code`` (they need torch; without it there is nothing to register)."""
+    try:
+        from rankstack.encoders.segment_cosine import register
+    except ImportError:
+        return
     register()

@@ -181,6 +181,13 @@ def from_bi_encoder(path: str, cos_scale: float = 20.0, separate_layers: int = 0
         raise ValueError(f"separate_layers={separate_layers}: {path} has {base.num_hidden_layers} layers")
     skip = {"model_type", "architectures", "id2label", "label2id", "num_labels", "cos_scale", "separate_layers",
             "segment_cls", "segment_cls_token_id", "restart_positions", "segment_type_ids"}
+    if base.model_type == SegmentCosineConfig.model_type:  # continue training a segment-cosine model
+        own = SegmentCosineConfig.from_pretrained(path)
+        if own.separate_layers != separate_layers or own.segment_cls != bi_encoder_layout:
+            raise ValueError(f"{path}/config.json: a segment-cosine model with separate_layers="
+                             f"{own.separate_layers}, segment_cls={own.segment_cls}; asked for separate_layers="
+                             f"{separate_layers}, bi_encoder_layout={bi_encoder_layout}")
+        return BertForSegmentCosine.from_pretrained(path, config=own)
     layout: dict[str, Any] = {}
     if bi_encoder_layout:
         layout = dict(segment_cls=True, segment_cls_token_id=AutoTokenizer.from_pretrained(path).cls_token_id,
