@@ -108,12 +108,16 @@ class BertForSegmentCosine(BertPreTrainedModel):
         h = self.bert.embeddings(input_ids=ids, position_ids=pos,
                                  token_type_ids=seg if cfg.segment_type_ids else torch.zeros_like(seg))
         keys = (am > 0).unsqueeze(1).expand(b, n, n)
-        masks = {"joint": keys, "split": keys & (seg.unsqueeze(2) == seg.unsqueeze(1))}
         neg = torch.finfo(h.dtype).min
-        additive = {k: torch.zeros((b, 1, n, n), dtype=h.dtype, device=h.device).masked_fill(~v.unsqueeze(1), neg)
-                    for k, v in masks.items()}
+
+        def additive(keep: torch.Tensor) -> torch.Tensor:
+            return torch.zeros((b, 1, n, n), dtype=h.dtype, device=h.device).masked_fill(~keep.unsqueeze(1), neg)
+
+        n_layers = len(self.bert.encoder.layer)
+        split = additive(keys & (seg.unsqueeze(2) == seg.unsqueeze(1))) if cfg.separate_layers > 0 else None
+        joint = additive(keys) if cfg.separate_layers < n_layers else None
         for i, layer in enumerate(self.bert.encoder.layer):
-            out = layer(h, attention_mask=additive["split" if i < cfg.separate_layers else "joint"])
+            out = layer(h, attention_mask=split if i < cfg.separate_layers else joint)
             h = out[0] if isinstance(out, tuple) else out
         on = am.to(h.dtype).unsqueeze(-1)
         doc = seg.to(h.dtype).unsqueeze(-1)
@@ -149,18 +153,25 @@ def _insert_at_segment_start(ids: torch.Tensor, am: torch.Tensor, seg: torch.Ten
     return ids2, am2, seg2
 
 
+_REGISTERED = False
+
+
 def register() -> None:
     """Make ``AutoConfig`` / ``AutoModelForSequenceClassification`` know the classes (idempotent), and
     mark them so ``save_pretrained`` writes ``auto_map`` plus a copy of this file."""
+    global _REGISTERED
+    if _REGISTERED:
+        return
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     try:
         AutoConfig.register(SegmentCosineConfig.model_type, SegmentCosineConfig)
         AutoModelForSequenceClassification.register(SegmentCosineConfig, BertForSegmentCosine)
-    except ValueError:  # already registered
+    except ValueError:  # registered by another copy of this file (a model directory's)
         pass
     SegmentCosineConfig.register_for_auto_class()
     BertForSegmentCosine.register_for_auto_class("AutoModelForSequenceClassification")
+    _REGISTERED = True
 
 
 def from_bi_encoder(path: str, cos_scale: float = 20.0, separate_layers: int = 0,
