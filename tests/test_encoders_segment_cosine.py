@@ -108,3 +108,49 @@ def test_trained_directory_loads_everywhere_with_the_same_scores(tmp_path):
     assert float(again.score.scale) == pytest.approx(float(w["score.scale"]))
     with pytest.raises(ValueError, match=r"config\.json: a segment-cosine model with separate_layers=4"):
         from_bi_encoder(p, separate_layers=2, bi_encoder_layout=True)
+
+
+def test_cross_gate_runs_from_the_bi_encoder_to_full_joint_attention_and_is_learned(tmp_path):
+    """The gate's bias on query-document attention logits: very negative gives the bi-encoder's cosine
+    (all layers joint), 0 gives the ungated joint model, in between lies in between; training moves it
+    (head learning rate) and the trained directory scores the same in rankstack, ONNX and ST."""
+    from rankstack.encoders.runtime import CrossEncoderModel
+    from rankstack.train.trainer import is_head_parameter
+
+    path = str(minilm.get_model_path())
+    tok = transformers.AutoTokenizer.from_pretrained(path)
+    enc = tok(Q, D, padding=True, return_tensors="pt")
+
+    def scores(**kw):
+        with torch.no_grad():
+            return from_bi_encoder(path, cos_scale=1.0, bi_encoder_layout=True, **kw).eval()(**enc).logits[:, 0].numpy()
+
+    bi, joint = scores(separate_layers=6), scores(separate_layers=0)
+    np.testing.assert_allclose(scores(separate_layers=0, cross_gate=-1e4), bi, atol=1e-6)
+    np.testing.assert_allclose(scores(separate_layers=0, cross_gate=0.0), joint, atol=1e-6)
+    np.testing.assert_allclose(scores(separate_layers=4, cross_gate=0.0), scores(separate_layers=4), atol=1e-6)
+    mid = scores(separate_layers=0, cross_gate=-4.0)
+    assert 0 < np.abs(mid - bi).max() < np.abs(joint - bi).max()
+    m = from_bi_encoder(path, separate_layers=2, bi_encoder_layout=True, cross_gate=-8.0)
+    assert tuple(m.cross_gate.bias.shape) == (4, 12) and float(m.cross_gate.bias.detach().max()) == -8.0
+    assert is_head_parameter("cross_gate.bias")
+
+    p = train_cross_encoder(CrossEncoderTrainConfig(
+        model=path, output_dir=str(tmp_path / "m"), head="segment-cosine", separate_layers=0, cross_gate=-6.0,
+        train_jsonl="data/msmarco-toy/hard_negatives_with_teacher_scores.jsonl", n_neg=3, loss="softmax_ce",
+        max_length=64, batch_size=2, max_steps=2, save_steps=100, logging_steps=1, learning_rate=1e-4,
+        head_learning_rate=5e-2, seed=3, disable_tqdm=True))
+    assert json.load(open(os.path.join(p, "config.json")))["cross_gate"] == -6.0
+    from safetensors.torch import load_file
+
+    gate = load_file(os.path.join(p, "model.safetensors"))["cross_gate.bias"]
+    assert tuple(gate.shape) == (6, 12) and float((gate + 6.0).abs().max()) > 1e-3  # the gate learned
+    pairs = list(zip(Q, D))
+    ours = CrossEncoderModel(p, backend="torch", activation="none").predict(pairs)
+    theirs = st.CrossEncoder(p, trust_remote_code=True, device="cpu",
+                             activation_fn=torch.nn.Identity()).predict(pairs)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
+    onnx = CrossEncoderModel(p, backend="onnx", activation="none", cache_dir=str(tmp_path / "onnx")).predict(pairs)
+    np.testing.assert_allclose(onnx, ours, rtol=1e-3, atol=1e-3)
+    with pytest.raises(ValueError, match=r"config\.json: a segment-cosine model .*cross_gate=-6\.0"):
+        from_bi_encoder(p, separate_layers=0, bi_encoder_layout=True)

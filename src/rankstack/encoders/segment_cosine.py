@@ -38,13 +38,17 @@ class SegmentCosineConfig(BertConfig):
     ``segment_cls``: insert a ``[CLS]`` (``segment_cls_token_id``) at the start of the document segment,
     as the bi-encoder saw when it encoded documents alone. ``restart_positions``: number the document
     segment's positions from 0. ``segment_type_ids``: feed ``token_type_ids`` to the embeddings (a
-    sentence-transformers bi-encoder was trained with type 0 only, so the default feeds zeros)."""
+    sentence-transformers bi-encoder was trained with type 0 only, so the default feeds zeros).
+    ``cross_gate``: when set, the joint layers add a learned bias (one per layer and head, starting at
+    this value) to every attention logit between a query and a document token; a start such as -8
+    leaves the pair almost apart (the bi-encoder's scores, with the layout above) and training opens
+    the gate as far as the judgments ask (``None``: no gate, plain joint attention)."""
 
     model_type = "rankstack-segment-cosine"
 
     def __init__(self, cos_scale: float = 20.0, separate_layers: int = 0, segment_cls: bool = False,
                  segment_cls_token_id: int | None = None, restart_positions: bool = False,
-                 segment_type_ids: bool = True, **kwargs: Any) -> None:
+                 segment_type_ids: bool = True, cross_gate: float | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("num_labels", 1)
         super().__init__(**kwargs)
         self.cos_scale = float(cos_scale)
@@ -53,6 +57,7 @@ class SegmentCosineConfig(BertConfig):
         self.segment_cls_token_id = segment_cls_token_id
         self.restart_positions = bool(restart_positions)
         self.segment_type_ids = bool(segment_type_ids)
+        self.cross_gate = None if cross_gate is None else float(cross_gate)
 
 
 class CosineScoreHead(nn.Module):
@@ -68,6 +73,16 @@ class CosineScoreHead(nn.Module):
         return (self.scale * cos + self.bias).unsqueeze(-1)
 
 
+class CrossGate(nn.Module):
+    """The learned bias on query-document attention logits, one per joint layer and head (named
+    ``cross_gate.bias``: a head learning rate applies to it, weight decay does not)."""
+
+    def __init__(self, layers: int, heads: int, start: float) -> None:
+        super().__init__()
+        self.start = float(start)
+        self.bias = nn.Parameter(torch.full((layers, heads), self.start))
+
+
 class BertForSegmentCosine(BertPreTrainedModel):
     config_class = SegmentCosineConfig
 
@@ -77,6 +92,9 @@ class BertForSegmentCosine(BertPreTrainedModel):
             raise ValueError(f"BertForSegmentCosine gives one score per pair; config.num_labels={config.num_labels}")
         self.bert = BertModel(config, add_pooling_layer=False)
         self.score = CosineScoreHead(getattr(config, "cos_scale", 20.0))
+        gate = getattr(config, "cross_gate", None)
+        joint = config.num_hidden_layers - int(getattr(config, "separate_layers", 0))
+        self.cross_gate = CrossGate(joint, config.num_attention_heads, gate) if gate is not None and joint > 0 else None
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -84,6 +102,10 @@ class BertForSegmentCosine(BertPreTrainedModel):
             with torch.no_grad():
                 module.scale.fill_(float(getattr(self.config, "cos_scale", 20.0)))
                 module.bias.zero_()
+            return
+        if isinstance(module, CrossGate):
+            with torch.no_grad():
+                module.bias.fill_(module.start)
             return
         super()._init_weights(module)
 
@@ -114,10 +136,19 @@ class BertForSegmentCosine(BertPreTrainedModel):
             return torch.zeros((b, 1, n, n), dtype=h.dtype, device=h.device).masked_fill(~keep.unsqueeze(1), neg)
 
         n_layers = len(self.bert.encoder.layer)
-        split = additive(keys & (seg.unsqueeze(2) == seg.unsqueeze(1))) if cfg.separate_layers > 0 else None
+        same = seg.unsqueeze(2) == seg.unsqueeze(1)
+        split = additive(keys & same) if cfg.separate_layers > 0 else None
         joint = additive(keys) if cfg.separate_layers < n_layers else None
+        cross = (keys & ~same).unsqueeze(1).to(h.dtype) if self.cross_gate is not None else None
         for i, layer in enumerate(self.bert.encoder.layer):
-            out = layer(h, attention_mask=split if i < cfg.separate_layers else joint)
+            if i < cfg.separate_layers:
+                mask = split
+            elif cross is not None:  # per-head bias on query-document logits: [b, heads, n, n]
+                gate = self.cross_gate.bias[i - cfg.separate_layers].to(h.dtype).view(1, -1, 1, 1)
+                mask = joint + cross * gate
+            else:
+                mask = joint
+            out = layer(h, attention_mask=mask)
             h = out[0] if isinstance(out, tuple) else out
         on = am.to(h.dtype).unsqueeze(-1)
         doc = seg.to(h.dtype).unsqueeze(-1)
@@ -175,12 +206,13 @@ def register() -> None:
 
 
 def from_bi_encoder(path: str, cos_scale: float = 20.0, separate_layers: int = 0,
-                    bi_encoder_layout: bool = False) -> BertForSegmentCosine:
+                    bi_encoder_layout: bool = False, cross_gate: float | None = None) -> BertForSegmentCosine:
     """A segment-cosine cross-encoder started from a BERT-family (sentence-transformers) directory.
 
     ``bi_encoder_layout``: lay the pair out as the bi-encoder saw each text (a ``[CLS]`` opening the
     document segment, its positions from 0, token type 0 throughout); with ``separate_layers`` equal to
-    the layer count the scores are then the bi-encoder's own cosine (times ``cos_scale``)."""
+    the layer count the scores are then the bi-encoder's own cosine (times ``cos_scale``).
+    ``cross_gate``: see :class:`SegmentCosineConfig`."""
     from transformers import AutoTokenizer
 
     register()
@@ -191,19 +223,21 @@ def from_bi_encoder(path: str, cos_scale: float = 20.0, separate_layers: int = 0
     if not 0 <= separate_layers <= base.num_hidden_layers:
         raise ValueError(f"separate_layers={separate_layers}: {path} has {base.num_hidden_layers} layers")
     skip = {"model_type", "architectures", "id2label", "label2id", "num_labels", "cos_scale", "separate_layers",
-            "segment_cls", "segment_cls_token_id", "restart_positions", "segment_type_ids"}
+            "segment_cls", "segment_cls_token_id", "restart_positions", "segment_type_ids", "cross_gate"}
     if base.model_type == SegmentCosineConfig.model_type:  # continue training a segment-cosine model
         own = SegmentCosineConfig.from_pretrained(path)
-        if own.separate_layers != separate_layers or own.segment_cls != bi_encoder_layout:
+        if (own.separate_layers != separate_layers or own.segment_cls != bi_encoder_layout
+                or (own.cross_gate is None) != (cross_gate is None)):
             raise ValueError(f"{path}/config.json: a segment-cosine model with separate_layers="
-                             f"{own.separate_layers}, segment_cls={own.segment_cls}; asked for separate_layers="
-                             f"{separate_layers}, bi_encoder_layout={bi_encoder_layout}")
+                             f"{own.separate_layers}, segment_cls={own.segment_cls}, cross_gate={own.cross_gate}; "
+                             f"asked for separate_layers={separate_layers}, bi_encoder_layout={bi_encoder_layout}, "
+                             f"cross_gate={cross_gate}")
         return BertForSegmentCosine.from_pretrained(path, config=own)
     layout: dict[str, Any] = {}
     if bi_encoder_layout:
         layout = dict(segment_cls=True, segment_cls_token_id=AutoTokenizer.from_pretrained(path).cls_token_id,
                       restart_positions=True, segment_type_ids=False)
-    cfg = SegmentCosineConfig(cos_scale=cos_scale, separate_layers=separate_layers, **layout,
+    cfg = SegmentCosineConfig(cos_scale=cos_scale, separate_layers=separate_layers, cross_gate=cross_gate, **layout,
                               **{k: v for k, v in base.to_dict().items() if k not in skip})
     cfg.architectures = ["BertForSegmentCosine"]
     return BertForSegmentCosine.from_pretrained(path, config=cfg)

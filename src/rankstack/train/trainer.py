@@ -184,7 +184,7 @@ def make_ranking_trainer(kind: str = "cross") -> type:
                     groups.setdefault((is_head_parameter(n), n in decay), []).append(p)
             if not any(head for head, _ in groups):
                 raise ValueError("head_learning_rate: the model has no head parameters "
-                                 "(names starting with classifier., score. or containing pooler.)")
+                                 "(names starting with classifier., score., cross_gate. or containing pooler.)")
             param_groups = [{"params": ps, "weight_decay": self.args.weight_decay if dec else 0.0,
                              "lr": self.head_learning_rate if head else self.args.learning_rate}
                             for (head, dec), ps in sorted(groups.items())]
@@ -293,8 +293,9 @@ def make_ranking_trainer(kind: str = "cross") -> type:
 
 def is_head_parameter(name: str) -> bool:
     """Parameters of a sequence-classification head (BERT's ``classifier`` and ``pooler``, the ``score``
-    layer of decoder models): the parts a cross-encoder built from a bi-encoder backbone starts without."""
-    return name.startswith(("classifier.", "score.")) or "pooler." in name
+    layer of decoder models, the segment-cosine model's ``cross_gate``): the parts a cross-encoder built
+    from a bi-encoder backbone starts without."""
+    return name.startswith(("classifier.", "score.", "cross_gate.")) or "pooler." in name
 
 
 def _sample_weighted_mask(mask: Any, weights: Any) -> Any:
@@ -399,6 +400,10 @@ class CrossEncoderTrainConfig(_CommonConfig):
     bi_encoder_layout: bool = True
     """``head="segment-cosine"``: give the document segment its own ``[CLS]``, positions from 0 and
     token type 0, as the bi-encoder saw it (see :func:`rankstack.encoders.segment_cosine.from_bi_encoder`)."""
+    cross_gate: float | None = None
+    """``head="segment-cosine"``: start of a learned bias on query-document attention logits in the joint
+    layers (e.g. -8: the pair starts almost apart, as the bi-encoder); ``None``: no gate. A head learning
+    rate applies to it."""
 
 
 @dataclass
@@ -553,7 +558,7 @@ def train_cross_encoder(config: CrossEncoderTrainConfig, *, callbacks: Sequence[
         from rankstack.encoders.segment_cosine import from_bi_encoder
 
         model = from_bi_encoder(str(cfg.model), cos_scale=cfg.cos_scale, separate_layers=cfg.separate_layers,
-                                bi_encoder_layout=cfg.bi_encoder_layout)
+                                bi_encoder_layout=cfg.bi_encoder_layout, cross_gate=cfg.cross_gate)
     elif cfg.head == "classifier":
         model = AutoModelForSequenceClassification.from_pretrained(str(cfg.model), num_labels=1)
     else:
