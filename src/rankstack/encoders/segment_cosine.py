@@ -136,7 +136,7 @@ class BertForSegmentCosine(BertPreTrainedModel):
             return torch.zeros((b, 1, n, n), dtype=h.dtype, device=h.device).masked_fill(~keep.unsqueeze(1), neg)
 
         n_layers = len(self.bert.encoder.layer)
-        same = seg.unsqueeze(2) == seg.unsqueeze(1)
+        same = seg.unsqueeze(2) == seg.unsqueeze(1) if cfg.separate_layers > 0 or self.cross_gate is not None else None
         split = additive(keys & same) if cfg.separate_layers > 0 else None
         joint = additive(keys) if cfg.separate_layers < n_layers else None
         cross = (keys & ~same).unsqueeze(1).to(h.dtype) if self.cross_gate is not None else None
