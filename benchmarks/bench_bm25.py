@@ -74,7 +74,8 @@ def best_of(fn, repeats: int, label: str | None = None) -> tuple[float, object]:
 
 
 def bench_rankstack(docs, queries, qrels, repeats: int) -> dict:
-    from rankstack.stages.bm25 import BM25Index, BM25Retriever
+    from rankstack.index.bm25 import BM25Index
+    from rankstack.stages.bm25 import BM25Retriever
 
     out: dict = {"system": "rankstack BM25 (Lucene analyzer + Lucene norms)"}
     tmp = tempfile.mkdtemp(prefix="bench_bm25_")
@@ -146,8 +147,9 @@ def bench_bm25s(docs, queries, qrels, repeats: int, backend: str) -> dict:
 
 def ablation(docs, queries, qrels) -> list[dict]:
     """nDCG@10 of rankstack's BM25 as each Lucene-equivalence ingredient is switched."""
-    from rankstack.stages.analysis import EnglishAnalyzer
-    from rankstack.stages.bm25 import BM25Index, BM25Retriever
+    from rankstack.index.analysis import EnglishAnalyzer
+    from rankstack.index.bm25 import BM25Index
+    from rankstack.stages.bm25 import BM25Retriever
 
     rows = []
     variants = [

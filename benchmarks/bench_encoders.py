@@ -158,7 +158,8 @@ def bench_scifact(cache: str) -> None:
     from rankstack.data.formats import load_collection, read_qrels
     from rankstack.encoders.runtime import BiEncoder
     from rankstack.measures import evaluate
-    from rankstack.stages.dense import DenseIndex, DenseRetriever, encode_corpus, load_embeddings
+    from rankstack.index.dense import DenseIndex, encode_corpus, load_embeddings
+    from rankstack.stages.dense import DenseRetriever
     from rankstack.stages.fusion import fuse_runs, tune_weights
 
     test = load_collection(ROOT / "data/scifact")
@@ -188,7 +189,8 @@ def bench_scifact(cache: str) -> None:
         ]
     )
     print(f"HNSW recall@100 vs exact: {rec:.4f}")
-    from rankstack.stages.bm25 import BM25Index, BM25Retriever
+    from rankstack.index.bm25 import BM25Index
+    from rankstack.stages.bm25 import BM25Retriever
 
     bm = BM25Retriever(BM25Index.build(list(test.docs.values()), progress=False), k=1000)
     bm_test, bm_train = bm(test.queries), bm(train_q)

@@ -194,8 +194,8 @@ def main() -> None:
         return
 
     from rankstack.llm.backends import make_backend
-    from rankstack.llm.strategies import NATURAL
-    from rankstack.stages.llm import make_llm_reranker
+    from rankstack.llm.scorers import SCORERS
+    from rankstack.stages.llm import LLMReranker
 
     queries, full, run, qrels, docs = load_dl19(args.k)
     all_q = [q.id for q in queries]
@@ -220,7 +220,7 @@ def main() -> None:
     # short has the cheap scorers for all models; backends are loaded once and kept
 
     def knobs(sc: str) -> dict:
-        strat = overrides.get(sc, NATURAL[sc])
+        strat = overrides.get(sc, SCORERS[sc].natural_strategy)
         return {"strategy": strat, "top": args.top if strat in ("heapsort", "bubble") else None,
                 "max_calls": args.max_calls,
                 "max_think_tokens": args.max_think_tokens if sc == "reasoning" else None,
@@ -247,7 +247,7 @@ def main() -> None:
         be = backends[model]
         kn = knobs(sc)
         extra = {k: v for k, v in kn.items() if k in ("max_think_tokens", "debias", "labels", "prime") and v is not None}
-        st = make_llm_reranker(sc, kn["strategy"], backend=be, docs=docs, window=20, stride=10, k=args.top,
+        st = LLMReranker(sc, kn["strategy"], backend=be, docs=docs, window=20, stride=10, k=args.top,
                                set_size=args.set_size, max_calls=args.max_calls, max_words=args.max_words,
                                progress=True, **extra)
         print(f"{model} {sc}/{st.strategy}: running {len(qids)} queries", flush=True)

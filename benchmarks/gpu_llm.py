@@ -29,7 +29,7 @@ def main() -> None:
 
     from bench_llm import load_dl19, ndcg10
     from rankstack.llm.backends import make_backend
-    from rankstack.stages.llm import make_llm_reranker
+    from rankstack.stages.llm import LLMReranker
 
     queries, _, run, qrels, docs = load_dl19(args.k)
     queries = [q for q in queries if q.id in run][: args.queries]
@@ -37,7 +37,7 @@ def main() -> None:
     be = make_backend("transformers", args.model, device=args.device)
     out, lat = {}, {}
     for sc in ("listwise", "first"):
-        st = make_llm_reranker(sc, "sliding", backend=be, docs=docs, window=20, stride=10, max_words=args.max_words)
+        st = LLMReranker(sc, "sliding", backend=be, docs=docs, window=20, stride=10, max_words=args.max_words)
         t0 = time.perf_counter()
         out[sc] = st(queries, run)
         lat[sc] = (time.perf_counter() - t0) / len(qids)

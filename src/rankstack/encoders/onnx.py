@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from rankstack.stages.registry import require
+from rankstack.optional import require
 
 
 def default_cache_dir() -> Path:

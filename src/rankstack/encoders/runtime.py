@@ -31,7 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from rankstack.stages.registry import require
+from rankstack.errors import ConfigError
+from rankstack.optional import require
+from rankstack.progress import Bar
 
 #: default padded tokens per batch (batch size x padded length)
 DEFAULT_MAX_TOKENS = 16384
@@ -59,9 +61,9 @@ def resolve_model(model: str | os.PathLike | None) -> str:
     p = Path(s).expanduser()
     if p.exists():
         if not p.is_dir():
-            raise ValueError(f"model path {s!r} is a file; give the model directory")
+            raise ConfigError(f"model path {s!r} is a file; give the model directory")
         if not (p / "config.json").exists():
-            raise ValueError(f"model directory {s!r} has no config.json (not a Hugging Face model directory)")
+            raise ConfigError(f"model directory {s!r} has no config.json (not a Hugging Face model directory)")
         return str(p.resolve())
     if s.startswith((".", "/", "~")):
         raise FileNotFoundError(f"model directory {s!r} does not exist")
@@ -82,7 +84,7 @@ def _read_json(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: invalid JSON ({e})") from None
+        raise ConfigError(f"{path}: invalid JSON ({e})") from None
 
 
 def _model_limit(model_dir: str) -> int:
@@ -126,11 +128,11 @@ def load_encoder_config(model_dir: str, max_length: int | None = None) -> Encode
                     elif pc.get("pooling_mode") in {"cls", "mean", "max"}:
                         pooling = pc["pooling_mode"]
                     else:
-                        raise ValueError(f"{pc_path}: unsupported pooling configuration {pc}")
+                        raise ConfigError(f"{pc_path}: unsupported pooling configuration {pc}")
             elif typ.endswith("Normalize"):
                 normalize = True
             elif typ.endswith(("Dense", "LayerNorm", "WordWeights", "CNN", "LSTM")):
-                raise ValueError(f"{modules_path}: module {typ} is not supported by the rankstack runtime")
+                raise ConfigError(f"{modules_path}: module {typ} is not supported by the rankstack runtime")
     sb = root / "sentence_bert_config.json"
     if sb.exists():
         cfg = _read_json(sb)
@@ -139,7 +141,7 @@ def load_encoder_config(model_dir: str, max_length: int | None = None) -> Encode
         lower = bool(cfg.get("do_lower_case", False))
     if max_length is not None:
         if max_length > limit:
-            raise ValueError(f"max_length={max_length} exceeds the model's limit of {limit} positions")
+            raise ConfigError(f"max_length={max_length} exceeds the model's limit of {limit} positions")
         L = int(max_length)
     return EncoderConfig(pooling=pooling, normalize=normalize, max_length=min(L, limit), do_lower_case=lower)
 
@@ -221,13 +223,13 @@ class _Runtime:
         dtype: str | None = None,
     ):
         if backend not in {"torch", "onnx"}:
-            raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
+            raise ConfigError(f"backend must be 'torch' or 'onnx', got {backend!r}")
         if quantize not in {None, "int8"}:
-            raise ValueError(f"quantize must be None or 'int8', got {quantize!r}")
+            raise ConfigError(f"quantize must be None or 'int8', got {quantize!r}")
         if quantize and backend != "onnx":
-            raise ValueError("quantize='int8' needs backend='onnx'")
+            raise ConfigError("quantize='int8' needs backend='onnx'")
         if max_tokens < 1 or max_batch < 1:
-            raise ValueError("max_tokens and max_batch must be >= 1")
+            raise ConfigError("max_tokens and max_batch must be >= 1")
         self.model_path = resolve_model(model)
         self.backend = backend
         self.quantize = quantize
@@ -252,7 +254,7 @@ class _Runtime:
             transformers = require("transformers", "dense")
             tok = transformers.AutoTokenizer.from_pretrained(self.model_path)
             if not getattr(tok, "is_fast", False):
-                raise ValueError(f"{self.model_path}: a fast (Rust) tokenizer is required (tokenizer.json)")
+                raise ConfigError(f"{self.model_path}: a fast (Rust) tokenizer is required (tokenizer.json)")
             # we truncate ourselves (and warn); stop transformers warning about long inputs
             tok.model_max_length = int(1e12)
             self._tokenizer = tok
@@ -406,10 +408,10 @@ class BiEncoder(_Runtime):
             cfg = _read_json(Path(self.model_path) / "config.json") if Path(self.model_path).is_dir() else {}
             dim = int(cfg.get("hidden_size") or cfg.get("d_model") or 0)
             if not dim:
-                raise ValueError(f"{self.model_path}: config.json has no hidden_size")
-            out = self._run_batches(enc, dim, bar if not isinstance(bar, bool) else None)
+                raise ConfigError(f"{self.model_path}: config.json has no hidden_size")
+            out = self._run_batches(enc, dim, bar)
         finally:
-            if bar is not None and not isinstance(bar, bool) and progress is True:
+            if progress is True:
                 bar.close()
         self._dim = out.shape[1]
         return out
@@ -447,11 +449,11 @@ class CrossEncoderModel(_Runtime):
                 L = mml
         if self._max_length_arg is not None:
             if self._max_length_arg > limit:
-                raise ValueError(f"max_length={self._max_length_arg} exceeds the model's limit of {limit}")
+                raise ConfigError(f"max_length={self._max_length_arg} exceeds the model's limit of {limit}")
             L = int(self._max_length_arg)
         self._max_length = min(L, limit)
         if activation not in {"default", "none", "sigmoid", "identity"}:
-            raise ValueError(f"activation must be default|none|sigmoid|identity, got {activation!r}")
+            raise ConfigError(f"activation must be default|none|sigmoid|identity, got {activation!r}")
         self.activation = self._resolve_activation(activation, cfg)
 
     @property
@@ -477,7 +479,7 @@ class CrossEncoderModel(_Runtime):
                 return "identity"
             if low.endswith("tanh"):
                 return "tanh"
-            raise ValueError(f"{self.model_path}/config.json: unsupported activation_fn {path!r}")
+            raise ConfigError(f"{self.model_path}/config.json: unsupported activation_fn {path!r}")
         return "sigmoid" if self.num_labels == 1 else "identity"
 
     def _build_torch_module(self) -> Any:
@@ -530,9 +532,9 @@ class CrossEncoderModel(_Runtime):
             _warn_truncated(enc.truncated, len(pairs), self.max_length, "pairs")
         bar = _progress(progress, len(pairs), "scoring")
         try:
-            return self._run_batches(enc, self.num_labels, bar if not isinstance(bar, bool) else None)
+            return self._run_batches(enc, self.num_labels, bar)
         finally:
-            if bar is not None and not isinstance(bar, bool) and progress is True:
+            if progress is True:
                 bar.close()
 
     def predict(
@@ -602,13 +604,13 @@ def _logits_module(model: Any) -> Any:
 
 
 def _progress(progress: bool | Any, total: int, desc: str) -> Any:
+    """``True``: a bar of our own (closed by the caller); ``False``/``None``: none; else a caller-supplied
+    bar with ``.update(n)``."""
     if progress is True:
-        from tqdm.auto import tqdm
-
-        return tqdm(total=total, desc=desc, unit="text")
+        return Bar(total, desc, unit="text")
     if progress is False or progress is None:
         return None
-    return progress  # a caller-supplied bar with .update()
+    return progress
 
 
 def iter_chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

@@ -31,6 +31,8 @@ from torch import nn
 from transformers import BertConfig, BertModel, BertPreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from rankstack.errors import ConfigError
+
 
 class SegmentCosineConfig(BertConfig):
     """``cos_scale``: initial scale of the cosine (learned). ``separate_layers``: how many of the lowest
@@ -89,7 +91,7 @@ class BertForSegmentCosine(BertPreTrainedModel):
     def __init__(self, config: SegmentCosineConfig) -> None:
         super().__init__(config)
         if int(getattr(config, "num_labels", 1)) != 1:
-            raise ValueError(f"BertForSegmentCosine gives one score per pair; config.num_labels={config.num_labels}")
+            raise ConfigError(f"BertForSegmentCosine gives one score per pair; config.num_labels={config.num_labels}")
         self.bert = BertModel(config, add_pooling_layer=False)
         self.score = CosineScoreHead(getattr(config, "cos_scale", 20.0))
         gate = getattr(config, "cross_gate", None)
@@ -113,7 +115,7 @@ class BertForSegmentCosine(BertPreTrainedModel):
                 token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
                 **kwargs: Any) -> SequenceClassifierOutput:
         if token_type_ids is None or input_ids is None:
-            raise ValueError("BertForSegmentCosine needs input_ids and token_type_ids (0 = query segment, "
+            raise ConfigError("BertForSegmentCosine needs input_ids and token_type_ids (0 = query segment, "
                              "1 = document segment), as a BERT tokenizer gives for text pairs")
         cfg = self.config
         seg = token_type_ids.long()
@@ -121,7 +123,7 @@ class BertForSegmentCosine(BertPreTrainedModel):
         ids = input_ids
         if cfg.segment_cls:
             if cfg.segment_cls_token_id is None:
-                raise ValueError("config.segment_cls needs config.segment_cls_token_id")
+                raise ConfigError("config.segment_cls needs config.segment_cls_token_id")
             ids, am, seg = _insert_at_segment_start(ids, am, seg, int(cfg.segment_cls_token_id))
         b, n = ids.shape
         pos = torch.arange(n, device=ids.device).unsqueeze(0).expand(b, n)
@@ -218,17 +220,17 @@ def from_bi_encoder(path: str, cos_scale: float = 20.0, separate_layers: int = 0
     register()
     base = BertConfig.from_pretrained(path)
     if base.model_type not in ("bert", SegmentCosineConfig.model_type):
-        raise ValueError(f"{path}/config.json: model_type {base.model_type!r}; the segment-cosine head "
+        raise ConfigError(f"{path}/config.json: model_type {base.model_type!r}; the segment-cosine head "
                          "needs a BERT-family backbone (token_type_ids)")
     if not 0 <= separate_layers <= base.num_hidden_layers:
-        raise ValueError(f"separate_layers={separate_layers}: {path} has {base.num_hidden_layers} layers")
+        raise ConfigError(f"separate_layers={separate_layers}: {path} has {base.num_hidden_layers} layers")
     skip = {"model_type", "architectures", "id2label", "label2id", "num_labels", "cos_scale", "separate_layers",
             "segment_cls", "segment_cls_token_id", "restart_positions", "segment_type_ids", "cross_gate"}
     if base.model_type == SegmentCosineConfig.model_type:  # continue training a segment-cosine model
         own = SegmentCosineConfig.from_pretrained(path)
         if (own.separate_layers != separate_layers or own.segment_cls != bi_encoder_layout
                 or (own.cross_gate is None) != (cross_gate is None)):
-            raise ValueError(f"{path}/config.json: a segment-cosine model with separate_layers="
+            raise ConfigError(f"{path}/config.json: a segment-cosine model with separate_layers="
                              f"{own.separate_layers}, segment_cls={own.segment_cls}, cross_gate={own.cross_gate}; "
                              f"asked for separate_layers={separate_layers}, bi_encoder_layout={bi_encoder_layout}, "
                              f"cross_gate={cross_gate}")

@@ -31,6 +31,8 @@ Example::
 
 A stage is ``{stage = NAME, ...params}`` (NAME from the stage registry, or ``run`` for a run file,
 ``cutoff`` with ``k``); ``{stage = "fuse", pipelines = [...], method = "rrf"}`` fuses other pipelines.
+``plugins = ["my_stages.py", "my_package.stages"]`` in ``[experiment]`` loads modules (files relative
+to the TOML, or importable names) that register stages of their own (``rankstack.registry.register``).
 """
 
 from __future__ import annotations
@@ -41,9 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
-class ConfigError(ValueError):
-    pass
+from rankstack.errors import ConfigError
 
 
 @dataclass
@@ -101,6 +101,7 @@ def load_experiment(path: str | Path) -> ExperimentSpec:
     base = path.parent
     exp = raw.get("experiment", {})
     where = f"{path} [experiment]"
+    load_plugins(exp.get("plugins", []), base, where)
     measures = _need(exp, "measures", where, list)
     if not measures:
         raise ConfigError(f"{where}: 'measures' is empty")
@@ -154,6 +155,39 @@ def load_experiment(path: str | Path) -> ExperimentSpec:
         measures=list(measures), baseline=baseline, significance=sig, alpha=float(exp.get("alpha", 0.05)),
         output=_norm(base / out) if out else None, cache=_norm(base / cache) if cache else None, expected=expected,
     )
+
+
+def load_plugins(plugins: list[str], base: Path, where: str) -> None:
+    """Import each plugin (a ``.py`` file relative to ``base``, or a module name) once; plugins
+    register their stages when imported."""
+    import importlib
+    import importlib.util
+    import sys
+
+    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
+        raise ConfigError(f"{where}: 'plugins' must be a list of file paths or module names")
+    for plugin in plugins:
+        if plugin.endswith(".py"):
+            file = _norm(base / plugin)
+            name = f"rankstack_plugin_{file.stem}"
+            if name in sys.modules:
+                continue
+            if not file.exists():
+                raise ConfigError(f"{where}: plugin {plugin!r}: no such file {file}")
+            spec = importlib.util.spec_from_file_location(name, file)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            try:
+                spec.loader.exec_module(module)
+            except Exception:
+                del sys.modules[name]
+                raise
+        else:
+            try:
+                importlib.import_module(plugin)
+            except ImportError as e:
+                raise ConfigError(f"{where}: plugin {plugin!r} cannot be imported: {e}") from None
 
 
 def _norm(p: Path) -> Path:

@@ -12,10 +12,9 @@ import html
 import io
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from rankstack.experiments.runner import Report, Result
+from rankstack.experiments.results import Report, Result
 
 
 def _mark(r: Result, m: str) -> str:

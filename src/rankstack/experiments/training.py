@@ -10,8 +10,9 @@ mined from BM25 candidates, on the experiment's first run, and reuses it from th
 
 ``dataset`` (required) names a collection of ``rankstack datasets`` with qrels; ``depth`` is the BM25
 depth negatives are mined from (default 100); ``model`` is the backbone (default all-MiniLM-L6-v2);
-every other field is a field of :class:`rankstack.train.trainer.CrossEncoderTrainConfig` (or
-``BiEncoderTrainConfig``). The model goes to ``<cache>/models/<kind>-<hash of the table>/final``; a
+every other field is a field of :class:`rankstack.train.CrossEncoderTrainConfig` (or
+``BiEncoderTrainConfig``), which subclass transformers' ``TrainingArguments``, so any of its fields
+(``lr_scheduler_type``, ...) can be set too. The model goes to ``<cache>/models/<kind>-<hash of the table>/final``; a
 killed training resumes from its last checkpoint on the next run; a finished one is never retrained.
 """
 
@@ -25,12 +26,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from rankstack.experiments.config import ConfigError
+from rankstack.errors import ConfigError
+from rankstack.index.artifact import is_complete, mark_complete
 
 log = logging.getLogger(__name__)
-
-#: stages whose ``model`` a ``train`` table can produce, and the kind of model each needs
-TRAINABLE: dict[str, str] = {"cross-encoder": "cross", "dense": "bi", "dense-rerank": "bi"}
 
 #: bump when the training recipe below changes in a way that changes the model
 RECIPE_VERSION = 1
@@ -51,13 +50,15 @@ def model_dir(train: dict[str, Any], kind: str, cache_root: Path) -> Path:
 
 def trained_model(train: dict[str, Any], stage: str, cache_root: Path, where: str) -> str:
     """The directory of the model a stage's ``train`` table describes, training it first if needed."""
+    from rankstack import registry
     from rankstack.data import datasets
     from rankstack.stages.base import Cached
-    from rankstack.stages.bm25 import BM25Index, BM25Retriever
+    from rankstack.stages.build import BuildContext
 
-    kind = TRAINABLE.get(stage)
+    kind = registry.resolve_entry(stage).trainable
     if kind is None:
-        raise ConfigError(f"{where}: stage {stage!r} cannot be trained; 'train' works with {sorted(TRAINABLE)}")
+        trainable = sorted(e.name for e in registry.entries() if e.trainable)
+        raise ConfigError(f"{where}: stage {stage!r} cannot be trained; 'train' works with {trainable}")
     if not isinstance(train, dict):
         raise ConfigError(f"{where}: 'train' must be a table, got {type(train).__name__}")
     spec = dict(train)
@@ -71,10 +72,11 @@ def trained_model(train: dict[str, Any], stage: str, cache_root: Path, where: st
     unknown = sorted(set(spec) - (fields - banned))
     if unknown:
         raise ConfigError(f"{where}: unknown 'train' field(s) {unknown}; known: dataset, depth, "
-                          f"{', '.join(sorted(fields - banned))}")
+                          f"{', '.join(sorted(set(cls.rankstack_fields()) - banned))} (and every transformers "
+                          f"TrainingArguments field)")
     out = model_dir(train, kind, cache_root)
     final = out / "final"
-    if (final / ".complete").exists():
+    if is_complete(final):
         return str(final)
 
     from rankstack.encoders.runtime import resolve_model
@@ -91,13 +93,8 @@ def trained_model(train: dict[str, Any], stage: str, cache_root: Path, where: st
     docs = coll.docs if isinstance(coll.docs, dict) else {d.id: d for d in coll.docs}
     # BM25 candidates of the training queries (index and run cached like the experiment's own)
     coll_cache = cache_root / dataset.replace("/", "_")
-    index_path = coll_cache / "index" / "bm25"
-    if (index_path / ".complete").exists():
-        index = BM25Index.load(index_path)
-    else:
-        index = BM25Index.build(docs.values(), index_path, progress=False)
-        (index_path / ".complete").write_text("ok")
-    run = Cached(BM25Retriever(index, k=depth), coll_cache / "runs")(coll.queries)
+    ctx = BuildContext(coll, coll_cache, progress=False)
+    run = Cached(ctx.bm25_index().retriever(k=depth), coll_cache / "runs")(coll.queries)
 
     negatives = dict(spec.pop("negatives", {}) or {})
     if "rank_window" in negatives:
@@ -126,5 +123,5 @@ def trained_model(train: dict[str, Any], stage: str, cache_root: Path, where: st
     path = (train_cross_encoder if kind == "cross" else train_bi_encoder)(cfg, train_dataset=ds)
     for ckpt in out.glob("checkpoint-*"):  # the final model is all later runs need
         shutil.rmtree(ckpt, ignore_errors=True)
-    (Path(path) / ".complete").write_text(json.dumps({"dataset": dataset, "groups": len(ds), **miner.stats}))
+    mark_complete(path, {"dataset": dataset, "groups": len(ds), **miner.stats})
     return str(path)

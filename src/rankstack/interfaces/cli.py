@@ -14,13 +14,15 @@ from typing import Annotated, Optional
 
 import typer
 
+from rankstack import __version__, registry
+from rankstack.errors import ConfigError, RankstackError
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="rankstack: retrieve, rerank, evaluate, train.")
-_DEBUG = {"on": False}
 
 
 @app.callback()
-def _main(debug: Annotated[bool, typer.Option("--debug", help="show tracebacks")] = False) -> None:
-    _DEBUG["on"] = debug or bool(os.environ.get("RANKSTACK_DEBUG"))
+def _main(debug: Annotated[bool, typer.Option("--debug", help="show tracebacks (anywhere on the line)")] = False) -> None:
+    """``--debug`` is read by :func:`main` before the command runs."""
 
 
 def _console():
@@ -54,15 +56,15 @@ def index(
     format: Annotated[str, typer.Option("--format", help="auto|beir|msmarco|trec|smart|jsonl")] = "auto",
     k1: float = 0.9,
     b: float = 0.4,
-    dense: Annotated[Optional[str], typer.Option("--dense", help="also build a dense index with MODEL "
-                                                 "('default' = all-MiniLM-L6-v2)")] = None,
+    dense: Annotated[Optional[str], typer.Option("--dense", help="also build a dense index with MODEL (a bare "
+                                                 "--dense or 'default': all-MiniLM-L6-v2)")] = None,
     hnsw: Annotated[bool, typer.Option("--hnsw", help="dense index: HNSW instead of exact search")] = False,
     onnx: Annotated[bool, typer.Option("--onnx", help="dense encoding with ONNX Runtime")] = False,
     int8: Annotated[bool, typer.Option("--int8", help="ONNX dynamic int8 quantisation (implies --onnx)")] = False,
 ) -> None:
     """Index a collection: a document store and a BM25 index (and a dense index with --dense)."""
     from rankstack.data.docstore import DocStore
-    from rankstack.stages.bm25 import BM25Index
+    from rankstack.index.bm25 import BM25Index
 
     coll = _collection_paths(collection, format)
     output.mkdir(parents=True, exist_ok=True)
@@ -72,7 +74,7 @@ def index(
     manifest = {"collection": collection, "format": format, "documents": len(store), "bm25": {"k1": k1, "b": b}}
     if dense:
         from rankstack.encoders.runtime import BiEncoder
-        from rankstack.stages.dense import DenseIndex
+        from rankstack.index.dense import DenseIndex
 
         enc = BiEncoder(None if dense == "default" else dense, backend="onnx" if (onnx or int8) else "torch",
                         quantize="int8" if int8 else None)
@@ -93,30 +95,20 @@ def search(
     tag: str = "rankstack",
 ) -> None:
     """Retrieve the top k documents of each query (BM25 unless told otherwise)."""
-    from rankstack.data.formats import read_queries, write_run
+    from rankstack.data.formats import read_queries
+    from rankstack.stages.base import Fuse
+    from rankstack.stages.build import BuildContext, build_stage
 
+    if retriever not in ("bm25", "dense", "hybrid"):
+        raise ConfigError(f"--retriever must be bm25, dense or hybrid, got {retriever!r}")
     qs = read_queries(queries)
-    if retriever == "bm25":
-        from rankstack.stages.bm25 import BM25Retriever
-
-        stage = BM25Retriever(index_dir / "bm25", k=k)
-    elif retriever in ("dense", "hybrid"):
-        from rankstack.stages.dense import DenseRetriever
-
-        dense_stage = DenseRetriever(index_dir / "dense", k=k)
-        if retriever == "dense":
-            stage = dense_stage
-        else:
-            from rankstack.stages.bm25 import BM25Retriever
-            from rankstack.stages.fusion import Fuse
-
-            stage = Fuse([BM25Retriever(index_dir / "bm25", k=k), dense_stage], method="rrf") % k
+    ctx = BuildContext(index_dir=index_dir)
+    if retriever == "hybrid":
+        parts = [build_stage({"stage": name, "k": k}, ctx, f"--retriever {name}") for name in ("bm25", "dense")]
+        stage = Fuse(parts, method="rrf") % k
     else:
-        raise ValueError(f"--retriever must be bm25, dense or hybrid, got {retriever!r}")
-    run = stage(qs)
-    write_run(run, output, tag=tag)
-    s = run.stats
-    _console().print(f"{len(qs)} queries, {s['wall_s']:.2f}s, {s['queries_per_s']:.1f} queries/s -> {output}")
+        stage = build_stage({"stage": retriever, "k": k}, ctx, f"--retriever {retriever}")
+    _run_and_write(stage, qs, None, output, tag, "queries")
 
 
 @app.command()
@@ -175,9 +167,9 @@ def compare(
     from rankstack.measures.significance import significance_table
 
     if test not in ("t", "randomization"):
-        raise ValueError(f"--test must be 't' or 'randomization', got {test!r}")
+        raise ConfigError(f"--test must be 't' or 'randomization', got {test!r}")
     if correction not in ("holm", "bonferroni", "none"):
-        raise ValueError(f"--correction must be holm, bonferroni or none, got {correction!r}")
+        raise ConfigError(f"--correction must be holm, bonferroni or none, got {correction!r}")
     q = read_qrels(qrels)
     base = _evaluate(q, read_run(baseline), [measure]).query_values(measure)
     systems = {str(r): _evaluate(q, read_run(r), [measure]).query_values(measure) for r in runs}
@@ -256,7 +248,7 @@ def fuse(
     from rankstack.stages.fusion import fuse_runs
 
     if len(runs) < 2:
-        raise ValueError("fuse needs at least two runs")
+        raise ConfigError("fuse needs at least two runs")
     fused = fuse_runs([read_run(p) for p in runs], method=method, norm=norm, weights=weight).cut(k)
     write_run(fused, output, tag=f"fuse-{method}")
     _console().print(f"fused {len(runs)} runs ({method}) -> {output}")
@@ -269,8 +261,8 @@ def rerank(
     collection: Annotated[str, typer.Argument(help="collection file/dir, index dir, or known dataset")],
     output: Annotated[Path, typer.Option("-o", "--output")],
     model: Annotated[Optional[str], typer.Option("--model", help="model directory, hub id, GGUF or alias")] = None,
-    reranker: Annotated[str, typer.Option("--reranker", help="cross-encoder|dense-rerank|pointwise|pairwise|"
-                                          "setwise|listwise|first|eliminate|reasoning")] = "cross-encoder",
+    reranker: Annotated[str, typer.Option("--reranker", help="|".join(
+        e.name for e in registry.entries("reranker") if e.name != "cutoff"))] = "cross-encoder",
     strategy: Annotated[Optional[str], typer.Option("--strategy", help="single|sliding|heap(sort)|bubble|allpairs")] = None,
     backend: Annotated[str, typer.Option("--backend", help="transformers|llamacpp|openai")] = "transformers",
     base_url: Annotated[Optional[str], typer.Option("--base-url")] = None,
@@ -283,7 +275,7 @@ def rerank(
                                                  "e.g. '[' (the next token is then an identifier)")] = None,
 ) -> None:
     """Rerank the top k candidates of a run."""
-    from rankstack.data.formats import read_queries, read_run, write_run
+    from rankstack.data.formats import read_queries, read_run
     from rankstack.stages.base import FromRun
 
     if debias is not None and reranker != "setwise":
@@ -294,17 +286,19 @@ def rerank(
         raise typer.BadParameter(f"--prime applies to the first reranker, not {reranker!r}")
     if labels is not None and labels not in ("letter", "letter-nonword"):
         raise typer.BadParameter(f"--labels must be letter or letter-nonword, not {labels!r}")
+    from rankstack.stages.build import build_stage
+
     cand = read_run(run)
     qs = read_queries(queries)
-    docs = _docs_for(collection)
-    stage = _make_reranker(reranker, model=model, strategy=strategy, backend=backend, base_url=base_url, docs=docs,
-                           **({"debias": debias} if debias is not None else {}),
-                           **({"labels": labels} if labels is not None else {}),
-                           **({"prime": prime} if prime is not None else {}))
-    out = (FromRun(cand, name=run.stem) % k >> stage)(qs)
-    write_run(out, output, tag=reranker)
-    s = out.stats
-    _console().print(f"{reranker}: {len(qs)} queries, {s['wall_s']:.2f}s, {s['items_per_s']:.1f} docs/s -> {output}")
+    spec: dict = {"stage": reranker}
+    if model:
+        spec["model"] = model
+    if registry.resolve_entry(reranker).extra == "llm":
+        spec.update(strategy={"heap": "heapsort"}.get(strategy, strategy) if strategy else None, backend=backend,
+                    base_url=base_url, progress=True)
+        spec.update({k: v for k, v in {"debias": debias, "labels": labels, "prime": prime}.items() if v is not None})
+    stage = build_stage(spec, _context_for(collection), f"--reranker {reranker}")
+    _run_and_write(FromRun(cand, name=run.stem) % k >> stage, qs, None, output, reranker, "items")
 
 
 @app.command()
@@ -347,7 +341,7 @@ def train(
     )
 
     if kind not in ("cross", "bi"):
-        raise ValueError(f"kind must be 'cross' or 'bi', got {kind!r}")
+        raise ConfigError(f"kind must be 'cross' or 'bi', got {kind!r}")
     cls = CrossEncoderTrainConfig if kind == "cross" else BiEncoderTrainConfig
     fields = {f.name for f in dataclasses.fields(cls)}
     values: dict = {}
@@ -355,7 +349,8 @@ def train(
         values.update(tomllib.loads(config.read_text()))
         unknown = sorted(set(values) - fields)
         if unknown:
-            raise ValueError(f"{config}: unknown training field(s) {unknown}; known: {sorted(fields)}")
+            raise ConfigError(f"{config}: unknown training field(s) {unknown}; known: {cls.rankstack_fields()} "
+                              "(and every transformers TrainingArguments field)")
     given = {"model": model, "train_triples": triples, "train_jsonl": jsonl, "corpus": corpus,
              "queries": queries, "qrels": qrels, "candidates": candidates, "loss": loss, "n_neg": n_neg,
              "epochs": epochs, "max_steps": max_steps, "max_length": max_length, "batch_size": batch_size,
@@ -368,7 +363,7 @@ def train(
     values["output_dir"] = str(output)
     unknown = sorted(set(values) - fields)
     if unknown:
-        raise ValueError(f"option(s) {unknown} do not apply to {kind!r} training")
+        raise ConfigError(f"option(s) {unknown} do not apply to {kind!r} training")
     if resume:
         values["resume_from_checkpoint"] = True
     cfg = cls(**values)
@@ -376,54 +371,79 @@ def train(
     _console().print(f"model written to {path}")
 
 
-def _docs_for(collection: str):
+def _run_and_write(stage, queries, run, output: Path, tag: str, rate: str) -> None:
+    """Run ``stage``, write its TREC run file and print one line of figures (``rate``: per query or per item)."""
+    from rankstack.data.formats import write_run
+
+    out = stage(queries, run)
+    write_run(out, output, tag=tag)
+    s = out.stats
+    unit = "queries/s" if rate == "queries" else "docs/s"
+    _console().print(f"{tag}: {len(queries)} queries, {s['wall_s']:.2f}s, {s[rate + '_per_s']:.1f} {unit} -> {output}")
+
+
+def _context_for(collection: str):
+    """The build context of a ``rerank`` COLLECTION: an index directory (its docstore and BM25 index),
+    or a collection file, directory or known dataset (its texts; a BM25 index built once into
+    ``.rankstack-cache/cli/``)."""
+    from rankstack.stages.build import BuildContext
+
     p = Path(collection)
     if (p / "docstore").exists():
-        from rankstack.data.docstore import DocStore
-
-        return DocStore.open(p / "docstore")
+        return BuildContext(index_dir=p)
     coll = _collection_paths(collection, "auto")
-    return coll.docs if isinstance(coll.docs, dict) else {d.id: d for d in coll.docs}
+    return BuildContext(coll, Path(".rankstack-cache") / "cli" / coll.name.replace("/", "_"))
 
 
-def _make_reranker(name: str, *, model, strategy, backend, base_url, docs, **scorer_opts):
-    from rankstack.stages.registry import entries, resolve
-
-    llm = {e.name for e in entries() if e.extra == "llm"}
-    if name in llm:
-        from rankstack.stages.llm import make_llm_reranker
-
-        backend = {"openai": "http"}.get(backend, backend)
-        strategy = {"heap": "heapsort"}.get(strategy, strategy) if strategy else None
-        return make_llm_reranker(name, strategy=strategy, model=model or "smollm2", backend=backend,
-                                 base_url=base_url, docs=docs, progress=True, **scorer_opts)
-    factory = resolve(name)
-    kwargs = {"docs": docs}
-    if model:
-        kwargs["model"] = model
-    return factory(**kwargs)
+#: builtin exceptions that are the user's doing (a path that is not there, a file that cannot be read),
+#: printed as one line like every :class:`~rankstack.errors.RankstackError`
+USER_ERRORS: tuple[type[BaseException], ...] = (RankstackError, FileNotFoundError, IsADirectoryError,
+                                                NotADirectoryError, PermissionError, UnicodeDecodeError)
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run the command line: a user error is one ``error:`` line (exit 2); anything else is a bug in
+    rankstack and says so (exit 3), with the traceback under ``--debug`` (anywhere on the line)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or bool(os.environ.get("RANKSTACK_DEBUG"))
+    args = _bare_option_values([a for a in args if a != "--debug"], {"--dense": "default"})
     try:
-        app(args=argv, standalone_mode=False)
-    except SystemExit as e:
+        app(args=args, standalone_mode=False)
+    except SystemExit:
         raise
     except typer.Exit as e:
         sys.exit(e.exit_code)
-    except Exception as e:  # one clear line unless --debug
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Abort):
+    except Exception as e:
+        if _is(e, "ClickException"):  # usage errors (typer vendors its own click: match by class name)
+            e.show()  # type: ignore[attr-defined]
+            sys.exit(e.exit_code)  # type: ignore[attr-defined]
+        if _is(e, "Abort"):
             sys.exit(130)
-        if _DEBUG["on"] or "--debug" in (argv or sys.argv):
+        if not isinstance(e, USER_ERRORS):
+            if debug:
+                raise
+            print(f"internal error (a bug in rankstack {__version__}): {type(e).__name__}: {e}\n"
+                  f"rerun with --debug for the traceback, and please report it", file=sys.stderr)
+            sys.exit(3)
+        if debug:
             raise
-        msg = str(e) or type(e).__name__
-        print(f"error: {msg}", file=sys.stderr)
+        print(f"error: {e or type(e).__name__}", file=sys.stderr)
         sys.exit(2)
+
+
+def _bare_option_values(args: list[str], defaults: dict[str, str]) -> list[str]:
+    """Options whose value may be left out: ``--dense`` last on the line or before another option
+    means ``--dense default``."""
+    out = []
+    for i, a in enumerate(args):
+        out.append(a)
+        if a in defaults and (i + 1 == len(args) or args[i + 1].startswith("-")):
+            out.append(defaults[a])
+    return out
+
+
+def _is(e: BaseException, name: str) -> bool:
+    return any(c.__name__ == name for c in type(e).__mro__)
 
 
 if __name__ == "__main__":

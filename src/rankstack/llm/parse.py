@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from rankstack.errors import ConfigError
+
 __all__ = ["ParseResult", "label_for", "labels", "parse_permutation", "strip_think"]
 
 _THINK_BLOCK = re.compile(r"<think>.*?</think>", re.IGNORECASE | re.DOTALL)
@@ -59,13 +61,13 @@ def label_for(i: int, style: str = "number") -> str:
         return str(i + 1)
     if style == "letter":
         if i >= 26:
-            raise ValueError(f"letter labels allow at most 26 passages, got index {i}")
+            raise ConfigError(f"letter labels allow at most 26 passages, got index {i}")
         return chr(ord("A") + i)
     if style == "letter-nonword":
         if i >= len(_NONWORD_LETTERS):
-            raise ValueError(f"letter-nonword labels allow at most {len(_NONWORD_LETTERS)} passages, got index {i}")
+            raise ConfigError(f"letter-nonword labels allow at most {len(_NONWORD_LETTERS)} passages, got index {i}")
         return _NONWORD_LETTERS[i]
-    raise ValueError(f"unknown label style {style!r}; use 'number', 'letter' or 'letter-nonword'")
+    raise ConfigError(f"unknown label style {style!r}; use 'number', 'letter' or 'letter-nonword'")
 
 
 def strip_think(text: str) -> tuple[str, list[str]]:
@@ -106,7 +108,7 @@ def parse_permutation(text: str | None, n: int, style: str = "number") -> ParseR
     ``missing`` (appended in original order).
     """
     if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
+        raise ConfigError(f"n must be >= 0, got {n}")
     if text is None:
         text = ""
     if not isinstance(text, str):
@@ -138,7 +140,7 @@ def parse_permutation(text: str | None, n: int, style: str = "number") -> ParseR
             else:
                 out_of_range = True
     else:
-        raise ValueError(f"unknown label style {style!r}; use 'number' or 'letter'")
+        raise ConfigError(f"unknown label style {style!r}; use 'number' or 'letter'")
     seen: set[int] = set()
     order: list[int] = []
     dup = False

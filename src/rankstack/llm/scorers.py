@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from rankstack.data.records import Document, Query
+from rankstack.errors import ConfigError
 from rankstack.llm import prompts as P
 from rankstack.llm.backends.base import Backend, Meter
 from rankstack.llm.parse import label_for, parse_permutation, strip_think
@@ -89,10 +90,13 @@ class JsonlLogger:
 
 
 class Scorer:
-    """Base class; ``kind`` is ``point`` | ``pair`` | ``set`` | ``list``."""
+    """Base class; ``kind`` is ``point`` | ``pair`` | ``set`` | ``list``; ``natural_strategy`` is the
+    strategy a reranker uses when none is given; ``help`` is its line in ``rankstack`` listings."""
 
     kind = "point"
     name = "scorer"
+    natural_strategy = "single"
+    help = ""
 
     def __init__(self, backend: Backend, max_words: int = 100):
         self.backend = backend
@@ -117,6 +121,8 @@ class YesNoScorer(Scorer):
 
     kind = "point"
     name = "pointwise"
+    natural_strategy = "single"
+    help = "LLM pointwise yes/no relevance (log p(Yes) - log p(No))"
     YES = ("Yes", " Yes", "yes", " yes", "YES")
     NO = ("No", " No", "no", " no", "NO")
 
@@ -133,6 +139,8 @@ class QueryLikelihoodScorer(Scorer):
 
     kind = "point"
     name = "qlm"
+    natural_strategy = "single"
+    help = "LLM query likelihood (UPR): log p(query | passage)"
 
     def score_docs(self, ctx: QueryContext, docs: Sequence[Document]) -> np.ndarray:
         prompts = [P.QLM_PREFIX.format(passage=t) for t in self.texts(ctx, docs)]
@@ -152,11 +160,13 @@ class PairwiseScorer(Scorer):
 
     kind = "pair"
     name = "pairwise"
+    natural_strategy = "heapsort"
+    help = "LLM pairwise ranking prompting (PRP), both orders; heapsort/bubble/allpairs"
 
     def __init__(self, backend: Backend, max_words: int = 100, method: str = "logits"):
         super().__init__(backend, max_words)
         if method not in ("logits", "generate"):
-            raise ValueError(f"method must be 'logits' or 'generate', got {method!r}")
+            raise ConfigError(f"method must be 'logits' or 'generate', got {method!r}")
         self.method = method
 
     def _probs_first(self, ctx: QueryContext, prompts: list[str]) -> np.ndarray:
@@ -216,14 +226,16 @@ class SetwiseScorer(Scorer):
 
     kind = "set"
     name = "setwise"
+    natural_strategy = "heapsort"
+    help = "LLM setwise: most relevant of k passages"
     DEBIAS = (None, "reverse", "cyclic")
 
     def __init__(self, backend: Backend, max_words: int = 100, method: str = "logits", debias: str | None = None):
         super().__init__(backend, max_words)
         if method not in ("logits", "generate"):
-            raise ValueError(f"method must be 'logits' or 'generate', got {method!r}")
+            raise ConfigError(f"method must be 'logits' or 'generate', got {method!r}")
         if debias not in self.DEBIAS:
-            raise ValueError(f"debias must be None, 'reverse' or 'cyclic', got {debias!r}")
+            raise ConfigError(f"debias must be None, 'reverse' or 'cyclic', got {debias!r}")
         self.method = method
         self.debias = debias
 
@@ -293,6 +305,8 @@ class ReasoningScorer(Scorer):
 
     kind = "set"
     name = "reasoning"
+    natural_strategy = "heapsort"
+    help = "LLM reasoning setwise (Rank-R1 <think>/<answer> format)"
 
     def __init__(self, backend: Backend, max_words: int = 100, max_think_tokens: int = 128):
         super().__init__(backend, max_words)
@@ -321,6 +335,8 @@ class ListwiseScorer(Scorer):
 
     kind = "list"
     name = "listwise"
+    natural_strategy = "sliding"
+    help = "LLM listwise (RankGPT) generated permutation; sliding window"
 
     def __init__(self, backend: Backend, max_words: int = 100, constrained: bool = False,
                  max_new_tokens: int | None = None):
@@ -358,6 +374,8 @@ class FirstScorer(Scorer):
 
     kind = "list"
     name = "first"
+    natural_strategy = "sliding"
+    help = "FIRST: listwise ranking from the first identifier token's logits"
 
     def __init__(self, backend: Backend, max_words: int = 100, labels: str = "letter", prime: str = ""):
         super().__init__(backend, max_words)
@@ -394,6 +412,8 @@ class EliminationScorer(Scorer):
 
     kind = "list"
     name = "eliminate"
+    natural_strategy = "single"
+    help = "LLM iterative elimination (IRanker): drop the least relevant step by step"
 
     def rank(self, ctx: QueryContext, docs: Sequence[Document]) -> tuple[list[int], np.ndarray | None]:
         n = len(docs)
@@ -414,6 +434,8 @@ class EliminationScorer(Scorer):
         return order, None
 
 
+#: the one table of LLM scorers: each row becomes a registry entry (``rankstack.stages.llm.registry_entries``)
+#: with the scorer's natural strategy; a new scorer is a class here plus one row
 SCORERS: dict[str, type[Scorer]] = {
     "pointwise": YesNoScorer,
     "qlm": QueryLikelihoodScorer,

@@ -39,12 +39,10 @@ from typing import Any
 import numpy as np
 
 from rankstack.data.records import Document
+from rankstack.errors import ConfigError
 from rankstack.llm.scorers import QueryContext, Scorer
 
 STRATEGIES = ("single", "sliding", "heapsort", "bubble", "allpairs")
-#: the strategy each scorer uses when none is given
-NATURAL = {"pointwise": "single", "qlm": "single", "pairwise": "heapsort", "setwise": "heapsort",
-           "listwise": "sliding", "first": "sliding", "eliminate": "single", "reasoning": "heapsort"}
 _KINDS = {"single": {"point", "list", "set", "pair"}, "sliding": {"list"}, "heapsort": {"set", "pair"},
           "bubble": {"set", "pair"}, "allpairs": {"pair"}}
 
@@ -88,10 +86,10 @@ def _order_scores(order: Sequence[int], evidence: np.ndarray | None) -> np.ndarr
 
 def check(scorer: Scorer, strategy: str) -> None:
     if strategy not in _KINDS:
-        raise ValueError(f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
+        raise ConfigError(f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
     if scorer.kind not in _KINDS[strategy]:
         ok = [s for s in STRATEGIES if scorer.kind in _KINDS[s]]
-        raise ValueError(f"strategy {strategy!r} does not apply to the {scorer.name} scorer ({scorer.kind}); "
+        raise ConfigError(f"strategy {strategy!r} does not apply to the {scorer.name} scorer ({scorer.kind}); "
                          f"use one of {', '.join(ok)}")
 
 
@@ -117,7 +115,7 @@ def rerank(scorer: Scorer, strategy: str, ctx: QueryContext, docs: Sequence[Docu
     best = _BestOf(scorer, ctx, docs, cfg.set_size)
     if strategy == "single":
         if n > 26:
-            raise ValueError(f"setwise 'single' shows every passage in one prompt: at most 26, got {n}; use heapsort")
+            raise ConfigError(f"setwise 'single' shows every passage in one prompt: at most 26, got {n}; use heapsort")
         p = best.probs(list(range(n)))
         if p is None:
             return _order_scores(list(range(n)), None)

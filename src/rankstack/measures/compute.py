@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from rankstack.errors import ConfigError
 from rankstack.measures.parse import Measure, parse_measure, parse_measures
 
 __all__ = ["Evaluation", "Evaluator", "evaluate"]
@@ -83,11 +84,11 @@ def _prepare_qrels(qrels: Mapping[str, Mapping[str, int]]) -> dict[str, _QrelsQu
         try:
             gf = np.fromiter(docs.values(), dtype=np.float64, count=n)
         except (TypeError, ValueError) as e:
-            raise ValueError(f"qrels query {qid!r}: grades must be integers ({e})") from None
+            raise ConfigError(f"qrels query {qid!r}: grades must be integers ({e})") from None
         g = gf.astype(np.int64)
         if n and not np.array_equal(g, gf):
             bad = next(d for d, v in docs.items() if float(v) != int(v))
-            raise ValueError(f"qrels query {qid!r}, document {bad!r}: grade {docs[bad]!r} is not an integer")
+            raise ConfigError(f"qrels query {qid!r}, document {bad!r}: grade {docs[bad]!r} is not an integer")
         if n and g.min() < 0:
             lookup: Mapping[str, int] = {d: (int(v) if v >= 0 else _UNJUDGED) for d, v in docs.items()}
             judged = g[g >= 0]
@@ -108,10 +109,10 @@ def _rank_grades(qid: str, docs: Mapping[str, float], lookup: Mapping[str, int])
     try:
         s = np.fromiter(docs.values(), dtype=np.float64, count=n)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"run query {qid!r}: scores must be numbers ({e})") from None
+        raise ConfigError(f"run query {qid!r}: scores must be numbers ({e})") from None
     if np.isnan(s).any():
         bad = next(d for d, v in docs.items() if v != v)
-        raise ValueError(f"run query {qid!r}, document {bad!r}: score is NaN")
+        raise ConfigError(f"run query {qid!r}, document {bad!r}: score is NaN")
     g = np.fromiter(map(lookup.get, docs, repeat(_NONPOOL)), dtype=np.int64, count=n)
     order = np.argsort(-s, kind="stable")
     ss = s[order]
@@ -247,7 +248,7 @@ class _Flat:
             s = self.sum_by_query(r["prec"], mask)
             out[has] = s[has] / num_rel[has]
             return out
-        raise ValueError(f"no implementation for measure {m}")  # pragma: no cover
+        raise ConfigError(f"no implementation for measure {m}")  # pragma: no cover
 
 
 @dataclass(eq=False)

@@ -17,6 +17,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
+from rankstack.errors import ConfigError
+
 __all__ = [
     "AP",
     "MEASURE_NAMES",
@@ -100,25 +102,25 @@ class Measure:
 
     def __post_init__(self) -> None:
         if self.name not in _SPECS:
-            raise ValueError(f"unknown measure name {self.name!r}; {_known()}")
+            raise ConfigError(f"unknown measure name {self.name!r}; {_known()}")
         if self.cutoff is not None and (
             isinstance(self.cutoff, bool) or not isinstance(self.cutoff, int) or self.cutoff < 1
         ):
-            raise ValueError(f"{self.name}: cutoff must be a positive integer, got {self.cutoff!r}")
+            raise ConfigError(f"{self.name}: cutoff must be a positive integer, got {self.cutoff!r}")
         if isinstance(self.rel, bool) or not isinstance(self.rel, int) or self.rel < 0:
-            raise ValueError(f"{self.name}: rel must be an integer >= 0, got {self.rel!r}")
+            raise ConfigError(f"{self.name}: rel must be an integer >= 0, got {self.rel!r}")
         _what, cut, takes_rel = _SPECS[self.name]
         if not takes_rel and self.rel != 1:
-            raise ValueError(
+            raise ConfigError(
                 f"{self.name} takes no 'rel' parameter (trec_eval's {self.name} does not use a relevance level)"
             )
         if cut == "forbidden" and self.cutoff is not None:
-            raise ValueError(f"{self.name} takes no cutoff (got @{self.cutoff})")
+            raise ConfigError(f"{self.name} takes no cutoff (got @{self.cutoff})")
 
     def validate(self) -> Measure:
         """Check that the measure is complete (e.g. ``P`` has its cutoff); return it."""
         if _SPECS[self.name][1] == "required" and self.cutoff is None:
-            raise ValueError(f"{self.name} needs a cutoff, e.g. {self.name}@10")
+            raise ConfigError(f"{self.name} needs a cutoff, e.g. {self.name}@10")
         return self
 
     def __matmul__(self, cutoff: int) -> Measure:
@@ -168,7 +170,7 @@ class Measure:
 def _parse_int(text: str, what: str, source: str) -> int:
     t = text.strip()
     if not re.fullmatch(r"[+-]?\d+", t):
-        raise ValueError(f"bad {what} {t!r} in measure {source!r}: expected an integer; {_known()}")
+        raise ConfigError(f"bad {what} {t!r} in measure {source!r}: expected an integer; {_known()}")
     return int(t)
 
 
@@ -186,11 +188,11 @@ def parse_measure(text: str | Measure) -> Measure:
         return Measure(_TREC_CUT_NAMES[m.group(1).lower()], cutoff=_parse_int(m.group(2), "cutoff", text))
     m = _SYNTAX.match(text)
     if not m:
-        raise ValueError(f"cannot parse measure {text!r}; {_known()}")
+        raise ConfigError(f"cannot parse measure {text!r}; {_known()}")
     raw_name = m.group("name")
     name = _ALIASES.get(raw_name.lower())
     if name is None:
-        raise ValueError(f"unknown measure {raw_name!r} in {text!r}; {_known()}")
+        raise ConfigError(f"unknown measure {raw_name!r} in {text!r}; {_known()}")
     rel = 1
     params = m.group("params")
     if params is not None and params.strip():
@@ -198,21 +200,21 @@ def parse_measure(text: str | Measure) -> Measure:
             key, eq, value = part.partition("=")
             key = key.strip()
             if not eq:
-                raise ValueError(f"bad parameter {part.strip()!r} in {text!r}: expected key=value, e.g. rel=2")
+                raise ConfigError(f"bad parameter {part.strip()!r} in {text!r}: expected key=value, e.g. rel=2")
             if key != "rel":
-                raise ValueError(f"unknown parameter {key!r} in {text!r}: the only parameter is rel (e.g. P(rel=2)@5)")
+                raise ConfigError(f"unknown parameter {key!r} in {text!r}: the only parameter is rel (e.g. P(rel=2)@5)")
             rel = _parse_int(value, "rel", text)
     cutoff = None
     if m.group("cutoff") is not None:
         cutoff = _parse_int(m.group("cutoff"), "cutoff", text)
         if cutoff < 1:
-            raise ValueError(f"cutoff must be >= 1 in measure {text!r}, got {cutoff}")
+            raise ConfigError(f"cutoff must be >= 1 in measure {text!r}, got {cutoff}")
     if rel < 0:
-        raise ValueError(f"rel must be >= 0 in measure {text!r}, got {rel}")
+        raise ConfigError(f"rel must be >= 0 in measure {text!r}, got {rel}")
     try:
         return Measure(name, cutoff=cutoff, rel=rel).validate()
     except ValueError as e:
-        raise ValueError(f"{e} (in measure {text!r})") from None
+        raise ConfigError(f"{e} (in measure {text!r})") from None
 
 
 def parse_measures(measures: str | Measure | list[str | Measure] | tuple[str | Measure, ...]) -> list[Measure]:
@@ -227,7 +229,7 @@ def parse_measures(measures: str | Measure | list[str | Measure] | tuple[str | M
             seen.add(m)
             out.append(m)
     if not out:
-        raise ValueError(f"no measure given; {_known()}")
+        raise ConfigError(f"no measure given; {_known()}")
     return out
 
 

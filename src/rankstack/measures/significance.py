@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from rankstack.errors import ConfigError
 from rankstack.measures.parse import Measure, parse_measure
 
 __all__ = [
@@ -48,11 +49,11 @@ def _pair(a: ArrayLike, b: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     xa = np.asarray(a, dtype=np.float64).ravel()
     xb = np.asarray(b, dtype=np.float64).ravel()
     if xa.shape != xb.shape:
-        raise ValueError(f"paired samples differ in length: {xa.size} vs {xb.size}")
+        raise ConfigError(f"paired samples differ in length: {xa.size} vs {xb.size}")
     if xa.size == 0:
-        raise ValueError("no paired queries to compare")
+        raise ConfigError("no paired queries to compare")
     if np.isnan(xa).any() or np.isnan(xb).any():
-        raise ValueError("per-query scores contain NaN")
+        raise ConfigError("per-query scores contain NaN")
     return xa, xb
 
 
@@ -65,7 +66,7 @@ def paired_t_test(a: ArrayLike, b: ArrayLike) -> float:
 
     xa, xb = _pair(a, b)
     if xa.size < 2:
-        raise ValueError("the paired t-test needs at least 2 queries")
+        raise ConfigError("the paired t-test needs at least 2 queries")
     d = xb - xa
     if not d.any():
         return 1.0
@@ -84,7 +85,7 @@ def randomization_test(a: ArrayLike, b: ArrayLike, n_permutations: int = 10_000,
     Exact (full enumeration) when ``2**n <= n_permutations``, else Monte Carlo with ``seed``.
     """
     if n_permutations < 1:
-        raise ValueError(f"n_permutations must be >= 1, got {n_permutations}")
+        raise ConfigError(f"n_permutations must be >= 1, got {n_permutations}")
     xa, xb = _pair(a, b)
     d = xb - xa
     n = d.size
@@ -115,7 +116,7 @@ def holm(pvalues: ArrayLike) -> np.ndarray:
     if m == 0:
         return p.copy()
     if np.isnan(p).any():
-        raise ValueError("p-values contain NaN")
+        raise ConfigError("p-values contain NaN")
     order = np.argsort(p, kind="stable")
     adj = np.minimum(1.0, (m - np.arange(m)) * p[order])
     adj = np.maximum.accumulate(adj)
@@ -134,13 +135,13 @@ def _per_query(x: Any, measure: str | Measure | None, what: str) -> Mapping[str,
     """``{qid: value}`` out of a per-query mapping, an Evaluation, or ``{measure: {qid: value}}``."""
     if hasattr(x, "query_values") and hasattr(x, "per_query"):  # an Evaluation
         if measure is None:
-            raise ValueError(f"{what}: an Evaluation needs a measure to compare on")
+            raise ConfigError(f"{what}: an Evaluation needs a measure to compare on")
         return x.query_values(measure)
     if not isinstance(x, Mapping):
         raise TypeError(f"{what}: expected a mapping qid -> value, got {type(x).__name__}")
     if x and all(isinstance(v, Mapping) for v in x.values()):
         if measure is None:
-            raise ValueError(f"{what}: a mapping of measures needs a measure to compare on")
+            raise ConfigError(f"{what}: a mapping of measures needs a measure to compare on")
         key = str(parse_measure(measure))
         for k in x:
             if k == key or (isinstance(k, str | Measure) and _same(k, key)):
@@ -162,7 +163,7 @@ def _align(
     if missing == "intersect":
         qids = [q for q in a if q in b]
         if not qids and (a or b):
-            raise ValueError(
+            raise ConfigError(
                 f"no query in common between the two per-query results ({len(a)} and {len(b)} queries)"
             )
         dropped = len(a) + len(b) - 2 * len(qids)
@@ -176,7 +177,7 @@ def _align(
     elif missing == "zero":
         qids = list(a) + [q for q in b if q not in a]
     else:
-        raise ValueError(f"missing must be 'intersect' or 'zero', got {missing!r}")
+        raise ConfigError(f"missing must be 'intersect' or 'zero', got {missing!r}")
     xa = np.fromiter((float(a.get(q, 0.0)) for q in qids), dtype=np.float64, count=len(qids))
     xb = np.fromiter((float(b.get(q, 0.0)) for q in qids), dtype=np.float64, count=len(qids))
     return qids, xa, xb
@@ -190,7 +191,7 @@ def _pvalue(xa: np.ndarray, xb: np.ndarray, test: str, n_permutations: int, seed
         return paired_t_test(xa, xb)
     if test in ("randomization", "permutation"):
         return randomization_test(xa, xb, n_permutations=n_permutations, seed=seed)
-    raise ValueError(f"test must be 't' or 'randomization', got {test!r}")
+    raise ConfigError(f"test must be 't' or 'randomization', got {test!r}")
 
 
 def compare(
@@ -250,7 +251,7 @@ def significance_table(
     corrected p-value is ``<= alpha``. Means are over the compared queries (see the module doc).
     """
     if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+        raise ConfigError(f"alpha must be in (0, 1), got {alpha}")
     mname = str(parse_measure(measure)) if measure is not None else ""
     base = _per_query(baseline_per_query, measure, "baseline")
     rows: list[tuple[str, int, float, float, float]] = []
@@ -267,7 +268,7 @@ def significance_table(
     elif correction == "none":
         adj = ps
     else:
-        raise ValueError(f"correction must be 'holm', 'bonferroni' or 'none', got {correction!r}")
+        raise ConfigError(f"correction must be 'holm', 'bonferroni' or 'none', got {correction!r}")
     return [
         SignificanceRow(
             name=n,

@@ -1,553 +1,24 @@
-"""BM25 that scores exactly as Lucene 9 / Anserini do.
+"""BM25 stages over a :class:`~rankstack.index.bm25.BM25Index` (Lucene/Anserini scoring):
+:class:`BM25Retriever` (first stage, ``bm25``) and :class:`BM25Reranker` (``bm25-rerank``).
 
-Anserini's BM25 baselines (and therefore Pyserini's) use Lucene's ``BM25Similarity``:
-
-* IDF ``log(1 + (docCount - df + 0.5) / (df + 0.5))`` (always positive), where ``docCount`` counts
-  the documents with at least one indexed term;
-* a term's score ``idf * boost * tf / (tf + k1 * (1 - b + b * dl / avgdl))``, computed in 32-bit
-  floats as ``w - w / (1 + tf * normInverse)`` with ``w = boost * idf``;
-* the document length ``dl`` stored *lossily*: ``SmallFloat.intToByte4(length)`` keeps 24 exact
-  small values and 4 significant bits above, decoded through a 256-entry table
-  (``byte4ToInt``); ``avgdl`` is exact (``sumTotalTermFreq / docCount``);
-* a query is a bag of words: each distinct analysed term is one clause, boosted by how many times it
-  occurs in the query (Anserini's ``BagOfWordsQueryGenerator``); clause scores are summed in double
-  precision and rounded to float.
-
-:class:`BM25Index` reproduces all of this with numpy (postings in CSR form, term-major, stored as
-``.npy`` files that are memory-mapped on load) and :class:`~rankstack.stages.analysis.EnglishAnalyzer`
-reproduces Anserini's analyzer, so on SciFact the scores equal Anserini's to float precision and
-nDCG@10 is Anserini's 0.6789 (see ``docs/bench/bm25.md``). ``k1`` and ``b`` can be changed at query
-time (the index stores term frequencies and lengths, not precomputed weights). ``norms="exact"``
-uses exact document lengths instead (Robertson's BM25 with Lucene's IDF, what ``bm25s``'s
-``method="lucene"`` computes).
-
-Ranking order: score descending, ties by document id descending -- trec_eval's order, so cutting a
-run to ``k`` (``run.cut(k)``) gives the same documents as retrieving with ``k``. (Lucene itself
-breaks ties by index order; only documents with equal 32-bit scores are affected.)
+The index, its analysis and its scoring live in :mod:`rankstack.index.bm25`; these stages are thin.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import warnings
-from collections.abc import Iterable, Sequence
-from operator import itemgetter
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from rankstack.data.records import Document, Query, Run
-from rankstack.stages.analysis import EnglishAnalyzer
-from rankstack.stages.base import Reranker, Stage, StageError
-
-__all__ = [
-    "BM25Index",
-    "BM25Reranker",
-    "BM25Retriever",
-    "LENGTH_TABLE",
-    "byte4_to_int",
-    "int_to_byte4",
-]
-
-FORMAT = "rankstack-bm25/1"
-_FIELDS = ("title+text", "text", "title")
-_NORMS = ("lucene", "exact")
-
-# -- Lucene's SmallFloat length encoding -------------------------------------------------------------
-
-_NUM_FREE_VALUES = 24  # 255 - longToInt4(Integer.MAX_VALUE)
-
-
-def int_to_byte4(lengths: np.ndarray | Sequence[int] | int) -> np.ndarray:
-    """Lucene's ``SmallFloat.intToByte4``: encode non-negative ints into one byte (vectorised).
-
-    Values below 24 are kept exactly; larger ones keep their 4 most significant bits
-    (``longToInt4(i - 24)``, a float with a 4-bit mantissa and implicit leading one).
-    """
-    x = np.asarray(lengths, dtype=np.int64)
-    if (x < 0).any():
-        raise ValueError("lengths must be >= 0")
-    v = x - _NUM_FREE_VALUES
-    pos = np.maximum(v, 1)
-    num_bits = np.frexp(pos.astype(np.float64))[1].astype(np.int64)  # bit length, exact below 2**53
-    shift = np.maximum(num_bits - 4, 0)
-    enc = np.where(num_bits < 4, v, ((v >> shift) & 0x07) | ((shift + 1) << 3))
-    return np.where(x < _NUM_FREE_VALUES, x, _NUM_FREE_VALUES + enc).astype(np.uint8)
-
-
-def byte4_to_int(codes: np.ndarray | Sequence[int] | int) -> np.ndarray:
-    """Lucene's ``SmallFloat.byte4ToInt``: decode :func:`int_to_byte4` (vectorised)."""
-    i = np.asarray(codes, dtype=np.int64) & 0xFF
-    v = i - _NUM_FREE_VALUES
-    bits = v & 0x07
-    shift = (v >> 3) - 1
-    decoded = np.where(shift == -1, bits, (bits | 0x08) << np.maximum(shift, 0))
-    return np.where(i < _NUM_FREE_VALUES, i, _NUM_FREE_VALUES + decoded)
-
-
-#: ``BM25Similarity.LENGTH_TABLE``: the document length each norm byte stands for
-LENGTH_TABLE: np.ndarray = byte4_to_int(np.arange(256))
-
-
-def _contents(doc: Any, fields: str) -> tuple[str, str]:
-    if isinstance(doc, Document):
-        did, title, text = doc.id, doc.title, doc.text
-    else:
-        try:
-            did, text = doc.id, doc.text
-        except AttributeError:
-            raise TypeError(f"BM25Index.build needs Document records (id, text, title), got {type(doc).__name__}") from None
-        title = getattr(doc, "title", "") or ""
-    if fields == "title+text":
-        body = f"{title} {text}" if title and text else (title or text)
-    elif fields == "text":
-        body = text
-    else:
-        body = title
-    return str(did), body or ""
-
-
-def _sha(*parts: bytes) -> str:
-    h = hashlib.sha256()
-    for p in parts:
-        h.update(hashlib.sha256(p).digest())
-    return h.hexdigest()
-
-
-class BM25Index:
-    """An inverted index with Lucene's BM25 statistics, stored as memory-mappable ``.npy`` files.
-
-    Build with :meth:`build`, open with :meth:`load`. Arrays (``N`` documents, ``V`` terms,
-    ``P`` postings):
-
-    * ``doc_ids`` (``N``, unicode), ``doc_lengths`` (``N``, int32: terms indexed per document),
-      ``doc_norms`` (``N``, uint8: Lucene's ``intToByte4(length)``), ``id_rank`` (``N``, int32: the
-      rank of each id in string order, for trec_eval tie breaking);
-    * ``term_offsets`` (``V + 1``, int64) into ``post_docs`` (``P``, int32, ascending per term) and
-      ``post_tfs`` (``P``, float32);
-    * ``vocab``: term -> term id (terms sorted), and ``meta`` (parameters, statistics, analyzer
-      configuration, fingerprint).
-    """
-
-    def __init__(
-        self,
-        *,
-        meta: dict[str, Any],
-        vocab: dict[str, int],
-        arrays: dict[str, np.ndarray],
-        analyzer: Any,
-        path: Path | None = None,
-    ) -> None:
-        self.meta = meta
-        self.vocab = vocab
-        self.analyzer = analyzer
-        self.path = path
-        self.doc_ids: np.ndarray = arrays["doc_ids"]
-        self.doc_lengths: np.ndarray = arrays["doc_lengths"]
-        self.doc_norms: np.ndarray = arrays["doc_norms"]
-        self.id_rank: np.ndarray = arrays["id_rank"]
-        self.term_offsets: np.ndarray = arrays["term_offsets"]
-        self.post_docs: np.ndarray = arrays["post_docs"]
-        self.post_tfs: np.ndarray = arrays["post_tfs"]
-        self._doc_index: dict[str, int] | None = None
-        self._doc_id_list: list[str] | None = None
-        self._norm_cache: dict[tuple[float, float, str], np.ndarray] = {}
-
-    # -- statistics ---------------------------------------------------------------------------
-    @property
-    def num_docs(self) -> int:
-        return int(self.meta["num_docs"])
-
-    @property
-    def k1(self) -> float:
-        return float(self.meta["k1"])
-
-    @property
-    def b(self) -> float:
-        return float(self.meta["b"])
-
-    @property
-    def doc_count(self) -> int:
-        """Lucene's ``docCount``: documents with at least one indexed term."""
-        return int(self.meta["doc_count"])
-
-    @property
-    def avgdl(self) -> float:
-        """Lucene's ``avgFieldLength``: ``(float) (sumTotalTermFreq / (double) docCount)``."""
-        return float(np.float32(self.meta["sum_total_term_freq"] / max(self.doc_count, 1)))
-
-    @property
-    def fingerprint(self) -> str:
-        return str(self.meta["fingerprint"])
-
-    def __len__(self) -> int:
-        return self.num_docs
-
-    def __repr__(self) -> str:
-        where = f", path={str(self.path)!r}" if self.path else ""
-        return f"BM25Index(docs={self.num_docs}, terms={len(self.vocab)}, k1={self.k1}, b={self.b}{where})"
-
-    def doc_id_list(self) -> list[str]:
-        """Document ids as a Python list (built once; faster to index than the numpy array)."""
-        if self._doc_id_list is None:
-            self._doc_id_list = self.doc_ids.tolist()
-        return self._doc_id_list
-
-    def doc_index(self, doc_id: str) -> int:
-        """Position of ``doc_id`` in the index (``KeyError`` if absent)."""
-        if self._doc_index is None:
-            self._doc_index = {d: i for i, d in enumerate(self.doc_id_list())}
-        return self._doc_index[doc_id]
-
-    # -- building ---------------------------------------------------------------------------------
-    @classmethod
-    def build(
-        cls,
-        docs: Iterable[Document],
-        path: str | os.PathLike[str] | None = None,
-        k1: float = 0.9,
-        b: float = 0.4,
-        analyzer: Any = None,
-        fields: str = "title+text",
-        progress: bool = True,
-        batch_size: int = 8192,
-    ) -> BM25Index:
-        """Index ``docs`` and write the index to ``path`` (a directory; ``None`` keeps it in memory).
-
-        ``k1``/``b`` are the defaults stored with the index (Anserini's 0.9/0.4); retrievers can
-        override them. ``analyzer`` defaults to :class:`EnglishAnalyzer` (Anserini's default English
-        analyzer); anything with ``encode_many`` and ``config`` works. ``fields``: ``"title+text"``
-        (title and text indexed together as one field, Pyserini's BEIR "flat" indexes),
-        ``"text"`` or ``"title"``. Documents whose indexed text is empty are kept (they can never be
-        retrieved) and do not count in ``docCount``, as in Lucene. Duplicate ids raise ``ValueError``.
-        """
-        if fields not in _FIELDS:
-            raise ValueError(f"fields must be one of {_FIELDS}, got {fields!r}")
-        _check_params(k1, b)
-        analyzer = analyzer if analyzer is not None else EnglishAnalyzer()
-        vocab: dict[str, int] = {}
-        ids: list[str] = []
-        term_chunks: list[np.ndarray] = []
-        doc_chunks: list[np.ndarray] = []
-        tf_chunks: list[np.ndarray] = []
-        len_chunks: list[np.ndarray] = []
-        bar = _Progress("indexing", enabled=progress)
-        batch_ids: list[str] = []
-        batch_texts: list[str] = []
-
-        def flush() -> None:
-            if not batch_ids:
-                return
-            term_ids, lengths = analyzer.encode_many(batch_texts, vocab, grow=True)
-            base = len(ids) - len(batch_ids)
-            local = np.repeat(np.arange(len(batch_ids), dtype=np.int64), lengths)
-            # (term, doc) pairs with their counts, term-major
-            keys, tfs = np.unique(term_ids * len(batch_ids) + local, return_counts=True)
-            term_chunks.append((keys // len(batch_ids)).astype(np.int64))
-            doc_chunks.append((keys % len(batch_ids) + base).astype(np.int32))
-            tf_chunks.append(tfs.astype(np.float32))
-            len_chunks.append(lengths.astype(np.int32))
-            bar.advance(len(batch_ids))
-            batch_ids.clear()
-            batch_texts.clear()
-
-        for doc in docs:
-            did, body = _contents(doc, fields)
-            ids.append(did)
-            batch_ids.append(did)
-            batch_texts.append(body)
-            if len(batch_ids) >= batch_size:
-                flush()
-        flush()
-        bar.close()
-
-        n = len(ids)
-        if len(set(ids)) != n:
-            seen: set[str] = set()
-            dup = next(d for d in ids if d in seen or seen.add(d))  # type: ignore[func-returns-value]
-            raise ValueError(f"duplicate document id {dup!r} in the collection being indexed")
-        # canonical term ids: sorted terms (independent of batching)
-        terms_by_id = np.empty(len(vocab), dtype=object)
-        for t, i in vocab.items():
-            terms_by_id[i] = t
-        order = np.argsort(terms_by_id.astype(str), kind="stable") if len(vocab) else np.zeros(0, np.int64)
-        new_id = np.empty(len(vocab), dtype=np.int64)
-        new_id[order] = np.arange(len(vocab))
-        terms_sorted = terms_by_id[order].tolist()
-
-        term_all = new_id[np.concatenate(term_chunks)] if term_chunks else np.zeros(0, np.int64)
-        doc_all = np.concatenate(doc_chunks) if doc_chunks else np.zeros(0, np.int32)
-        tf_all = np.concatenate(tf_chunks) if tf_chunks else np.zeros(0, np.float32)
-        # stable sort by term keeps documents ascending within each posting list
-        perm = np.argsort(term_all, kind="stable")
-        post_docs = np.ascontiguousarray(doc_all[perm])
-        post_tfs = np.ascontiguousarray(tf_all[perm])
-        df = np.bincount(term_all, minlength=len(vocab))
-        term_offsets = np.zeros(len(vocab) + 1, dtype=np.int64)
-        np.cumsum(df, out=term_offsets[1:])
-
-        lengths = np.concatenate(len_chunks) if len_chunks else np.zeros(0, np.int32)
-        doc_ids = np.array(ids, dtype=str) if ids else np.zeros(0, dtype="<U1")
-        id_rank = np.empty(n, dtype=np.int32)
-        id_rank[np.argsort(doc_ids, kind="stable")] = np.arange(n, dtype=np.int32)
-        arrays = {
-            "doc_ids": doc_ids,
-            "doc_lengths": lengths,
-            "doc_norms": int_to_byte4(lengths),
-            "id_rank": id_rank,
-            "term_offsets": term_offsets,
-            "post_docs": post_docs.astype(np.int32),
-            "post_tfs": post_tfs,
-        }
-        vocab_sorted = {t: i for i, t in enumerate(terms_sorted)}
-        meta: dict[str, Any] = {
-            "format": FORMAT,
-            "k1": float(k1),
-            "b": float(b),
-            "fields": fields,
-            "analyzer": analyzer.config(),
-            "num_docs": n,
-            "doc_count": int((lengths > 0).sum()),
-            "sum_total_term_freq": int(lengths.sum(dtype=np.int64)),
-            "num_terms": len(vocab),
-            "num_postings": int(len(post_docs)),
-        }
-        meta["fingerprint"] = _sha(
-            json.dumps({k: meta[k] for k in ("fields", "analyzer")}, sort_keys=True).encode(),
-            "\n".join(terms_sorted).encode(),
-            *(arrays[k].tobytes() for k in ("doc_ids", "doc_lengths", "term_offsets", "post_docs", "post_tfs")),
-        )[:16]
-        index = cls(meta=meta, vocab=vocab_sorted, arrays=arrays, analyzer=analyzer)
-        if path is not None:
-            index.save(path)
-        return index
-
-    # -- persistence ------------------------------------------------------------------------------
-    _ARRAYS = ("doc_ids", "doc_lengths", "doc_norms", "id_rank", "term_offsets", "post_docs", "post_tfs")
-
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the index to directory ``path`` (``meta.json`` last, so a partial index cannot load)."""
-        p = Path(path)
-        p.mkdir(parents=True, exist_ok=True)
-        meta_path = p / "meta.json"
-        if meta_path.exists():
-            meta_path.unlink()
-        for name in self._ARRAYS:
-            np.save(p / f"{name}.npy", np.asarray(getattr(self, name)), allow_pickle=False)
-        terms = sorted(self.vocab, key=self.vocab.__getitem__)
-        (p / "vocab.txt").write_text("\n".join(terms), encoding="utf-8")
-        tmp = p / "meta.json.tmp"
-        tmp.write_text(json.dumps(self.meta, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, meta_path)
-        self.path = p
-        return p
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str], mmap: bool = True, analyzer: Any = None) -> BM25Index:
-        """Open an index written by :meth:`build`/:meth:`save`; ``mmap=True`` memory-maps the arrays.
-
-        The analyzer is rebuilt from the stored configuration unless one is given.
-        """
-        p = Path(path)
-        meta_path = p / "meta.json"
-        if not meta_path.is_file():
-            raise FileNotFoundError(f"{p} is not a rankstack BM25 index: {meta_path} is missing")
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"{meta_path}: index format {meta.get('format')!r}, this rankstack reads {FORMAT!r}")
-        arrays = {}
-        for name in cls._ARRAYS:
-            f = p / f"{name}.npy"
-            if not f.is_file():
-                raise FileNotFoundError(f"BM25 index {p} is incomplete: {f.name} is missing")
-            arrays[name] = np.load(f, mmap_mode="r" if mmap else None, allow_pickle=False)
-        text = (p / "vocab.txt").read_text(encoding="utf-8")
-        terms = text.split("\n") if text else []
-        if len(terms) != meta["num_terms"]:
-            raise ValueError(f"{p / 'vocab.txt'}: {len(terms)} terms, meta.json says {meta['num_terms']}")
-        if analyzer is None:
-            acfg = meta["analyzer"]
-            if acfg.get("class") != "EnglishAnalyzer":
-                raise ValueError(f"{meta_path}: analyzer {acfg.get('class')!r} cannot be rebuilt; pass analyzer=")
-            analyzer = EnglishAnalyzer.from_config(acfg)
-        vocab = dict(zip(terms, range(len(terms))))
-        return cls(meta=meta, vocab=vocab, arrays=arrays, analyzer=analyzer, path=p)
-
-    # -- scoring ----------------------------------------------------------------------------------
-    def query_terms(self, text: str) -> tuple[np.ndarray, np.ndarray]:
-        """Distinct indexed term ids of a query and their boosts (occurrences in the query)."""
-        ids, _ = self.analyzer.encode_many([text], self.vocab, grow=False)
-        if len(ids) == 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        uniq, counts = np.unique(ids, return_counts=True)
-        return uniq, counts.astype(np.float32)
-
-    def _norm_inverse(self, k1: float, b: float, norms: str) -> np.ndarray:
-        """Per-document ``1 / (k1 * ((1 - b) + b * dl / avgdl))`` in float32, as Lucene caches it."""
-        key = (float(k1), float(b), norms)
-        cached = self._norm_cache.get(key)
-        if cached is not None:
-            return cached
-        k1f, bf, avgdl = np.float32(k1), np.float32(b), np.float32(self.avgdl)
-        if norms == "lucene":
-            lengths = LENGTH_TABLE.astype(np.float32)
-        else:
-            lengths = np.asarray(self.doc_lengths, dtype=np.float32)
-        with np.errstate(divide="ignore"):
-            table = np.float32(1) / (k1f * ((np.float32(1) - bf) + bf * lengths / avgdl))
-        out = table[np.asarray(self.doc_norms)] if norms == "lucene" else table
-        self._norm_cache[key] = out
-        return out
-
-    def _idf(self, term_ids: np.ndarray) -> np.ndarray:
-        df = (self.term_offsets[term_ids + 1] - self.term_offsets[term_ids]).astype(np.float64)
-        n = float(self.doc_count)
-        return np.log(1.0 + (n - df + 0.5) / (df + 0.5)).astype(np.float32)
-
-    def _postings(
-        self, term_ids: np.ndarray, boosts: np.ndarray, k1: float, b: float, norms: str
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Postings of the given terms: (term position, doc index, float32 clause score)."""
-        starts = self.term_offsets[term_ids]
-        ends = self.term_offsets[term_ids + 1]
-        sizes = ends - starts
-        total = int(sizes.sum())
-        if total == 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
-        # gather the posting ranges (contiguous slices: plain memory copies, also from a memmap)
-        which = np.repeat(np.arange(len(term_ids)), sizes)
-        pd, pt = self.post_docs, self.post_tfs
-        spans = list(zip(starts.tolist(), ends.tolist()))
-        docs = np.concatenate([pd[s:e] for s, e in spans])
-        tfs = np.concatenate([pt[s:e] for s, e in spans])
-        weight = (boosts * self._idf(term_ids)).astype(np.float32)[which]  # Lucene: boost * idf
-        ninv = self._norm_inverse(k1, b, norms)[docs]
-        score = weight - weight / (np.float32(1) + tfs * ninv)
-        return which, docs, score
-
-    def score_all(self, text: str, k1: float | None = None, b: float | None = None, norms: str = "lucene") -> np.ndarray:
-        """BM25 scores (float32) of every document for one query; 0 where no term matches."""
-        k1, b = self._params(k1, b, norms)
-        tids, boosts = self.query_terms(text)
-        _, docs, score = self._postings(tids, boosts, k1, b, norms)
-        return np.bincount(docs, weights=score, minlength=self.num_docs).astype(np.float32)
-
-    def _params(self, k1: float | None, b: float | None, norms: str) -> tuple[float, float]:
-        if norms not in _NORMS:
-            raise ValueError(f"norms must be one of {_NORMS}, got {norms!r}")
-        k1 = self.k1 if k1 is None else float(k1)
-        b = self.b if b is None else float(b)
-        _check_params(k1, b)
-        return k1, b
-
-    def _top(self, scores: np.ndarray, k: int) -> np.ndarray:
-        """Indices of the top ``k`` matching documents in trec_eval order (score desc, id desc).
-
-        One int64 key per matching document, ``(float32 bits of the score) << 32 | id rank``, orders
-        exactly like (score, id): the bit patterns of positive floats are monotonic. So the tie
-        rule also decides which tied documents make the cut at ``k``.
-        """
-        matched = np.flatnonzero(scores > 0)
-        if len(matched) == 0 or k == 0:
-            return matched[:0]
-        key = (scores[matched].view(np.int32).astype(np.int64) << 32) | self.id_rank[matched]
-        np.negative(key, out=key)
-        if len(matched) > k:
-            part = np.argpartition(key, k - 1)[:k]
-            matched, key = matched[part], key[part]
-        return matched[np.argsort(key)]
-
-    def search(
-        self, text: str, k: int = 1000, k1: float | None = None, b: float | None = None, norms: str = "lucene"
-    ) -> list[tuple[str, float]]:
-        """The top ``k`` ``(doc_id, score)`` pairs for one query, best first."""
-        scores = self.score_all(text, k1, b, norms)
-        top = self._top(scores, k)
-        return list(zip(_pick(self.doc_id_list(), top), scores[top].tolist()))
-
-    def search_many(
-        self,
-        texts: Sequence[str],
-        k: int = 1000,
-        k1: float | None = None,
-        b: float | None = None,
-        norms: str = "lucene",
-        batch_size: int | None = None,
-    ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Top ``k`` (document indices, float32 scores) for each query, queries scored in batches.
-
-        A batch's scores are one dense ``(queries, documents)`` matrix filled by a single
-        ``np.bincount``; ``batch_size`` defaults to what fits in about 128 MB.
-        """
-        if k < 0:
-            raise ValueError(f"k must be >= 0, got {k}")
-        k1, b = self._params(k1, b, norms)
-        n = max(self.num_docs, 1)
-        if batch_size is None:
-            batch_size = max(1, min(len(texts), (1 << 24) // n))
-        out: list[tuple[np.ndarray, np.ndarray]] = []
-        for lo in range(0, len(texts), batch_size):
-            chunk = texts[lo : lo + batch_size]
-            # analyse the whole batch in one call, then split per query
-            ids, lengths = self.analyzer.encode_many(list(chunk), self.vocab, grow=False)
-            qidx = np.repeat(np.arange(len(chunk)), lengths)
-            keys, counts = np.unique(qidx * (len(self.vocab) + 1) + ids, return_counts=True)
-            q_of = keys // (len(self.vocab) + 1)
-            tids = keys % (len(self.vocab) + 1)
-            which, docs, score = self._postings(tids, counts.astype(np.float32), k1, b, norms)
-            flat = q_of[which] * n + docs
-            dense = np.bincount(flat, weights=score, minlength=len(chunk) * n).astype(np.float32)
-            dense = dense.reshape(len(chunk), n)
-            for row in dense:
-                top = self._top(row, k)
-                out.append((top, row[top]))
-        return out
-
-
-def _pick(items: list[str], idx: np.ndarray) -> Sequence[str]:
-    """``[items[i] for i in idx]``, via ``operator.itemgetter`` (several times faster)."""
-    if len(idx) == 0:
-        return ()
-    if len(idx) == 1:
-        return (items[int(idx[0])],)
-    return itemgetter(*idx.tolist())(items)
-
-
-def _check_params(k1: float, b: float) -> None:
-    if not (k1 >= 0):
-        raise ValueError(f"BM25 k1 must be >= 0, got {k1}")
-    if not (0 <= b <= 1):
-        raise ValueError(f"BM25 b must be in [0, 1], got {b}")
-
-
-class _Progress:
-    """A rich progress counter (documents indexed), or nothing."""
-
-    def __init__(self, what: str, enabled: bool) -> None:
-        self._p: Any = None
-        if enabled:
-            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-            self._p = Progress(SpinnerColumn(), TextColumn(f"{what} {{task.completed:,}} docs"), TimeElapsedColumn())
-            self._p.start()
-            self._task = self._p.add_task(what, total=None)
-
-    def advance(self, n: int) -> None:
-        if self._p is not None:
-            self._p.advance(self._task, n)
-
-    def close(self) -> None:
-        if self._p is not None:
-            self._p.stop()
-
-
-def _open(index_or_path: BM25Index | str | os.PathLike[str]) -> BM25Index:
-    if isinstance(index_or_path, BM25Index):
-        return index_or_path
-    return BM25Index.load(index_or_path)
+from rankstack.data.records import Query, Run
+from rankstack.errors import ConfigError, StageError
+from rankstack.index.bm25 import BM25Index, _pick, open_index
+from rankstack.stages.base import Candidates, Reranker, Stage
+
+__all__ = ["BM25Reranker", "BM25Retriever"]
 
 
 def _warn_empty(stage: str, empty: list[str]) -> None:
@@ -563,42 +34,35 @@ def _warn_empty(stage: str, empty: list[str]) -> None:
 class BM25Retriever(Stage):
     """First-stage BM25 retrieval over a :class:`BM25Index` (Lucene/Anserini scoring).
 
-    ``k1``/``b`` default to the index's (Anserini: 0.9/0.4). ``norms="lucene"`` quantises document
-    lengths as Lucene does; ``"exact"`` does not. Returns the top ``k`` documents per query in
-    trec_eval order; a query with no indexed term gets an empty ranking and a warning.
+    ``index``: a :class:`BM25Index` or the directory it was saved to. ``k1``/``b`` default to the
+    index's (Anserini: 0.9/0.4). ``norms="lucene"`` quantises document lengths as Lucene does;
+    ``"exact"`` does not. Returns the top ``k`` documents per query in trec_eval order; a query with
+    no indexed term gets an empty ranking and a warning.
     """
 
     name = "bm25"
+    _not_in_key = ("progress", "batch_size")
 
     def __init__(
         self,
-        index_or_path: BM25Index | str | os.PathLike[str],
+        index: BM25Index | str | os.PathLike[str],
         k: int = 1000,
         k1: float | None = None,
         b: float | None = None,
         norms: str = "lucene",
         batch_size: int | None = None,
     ) -> None:
-        self.index = _open(index_or_path)
+        self.index = open_index(index)
         if int(k) < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+            raise ConfigError(f"k must be >= 1, got {k}")
         self.k = int(k)
         self.k1, self.b = self.index._params(k1, b, norms)
         self.norms = norms
         self.batch_size = batch_size
 
-    def config(self) -> dict[str, Any]:
-        return {
-            "class": "BM25Retriever",
-            "name": self.name,
-            "index": str(self.index.path) if self.index.path else None,
-            "fingerprint": self.index.fingerprint,
-            "k": self.k,
-            "k1": self.k1,
-            "b": self.b,
-            "norms": self.norms,
-            "analyzer": self.index.meta["analyzer"],
-        }
+    @classmethod
+    def from_context(cls, ctx: Any, **params: Any) -> BM25Retriever:
+        return cls(params.pop("index", None) or ctx.bm25_index(), **params)
 
     def transform(self, queries: Sequence[Query], run: Run | None = None) -> Run:
         queries = list(queries)
@@ -625,29 +89,23 @@ class BM25Reranker(Reranker):
     """
 
     name = "bm25-rerank"
+    reads_docs = False
 
     def __init__(
         self,
-        index_or_path: BM25Index | str | os.PathLike[str],
+        index: BM25Index | str | os.PathLike[str],
         k1: float | None = None,
         b: float | None = None,
         norms: str = "lucene",
     ) -> None:
         super().__init__(docs=None)
-        self.index = _open(index_or_path)
+        self.index = open_index(index)
         self.k1, self.b = self.index._params(k1, b, norms)
         self.norms = norms
 
-    def config(self) -> dict[str, Any]:
-        return {
-            "class": "BM25Reranker",
-            "name": self.name,
-            "index": str(self.index.path) if self.index.path else None,
-            "fingerprint": self.index.fingerprint,
-            "k1": self.k1,
-            "b": self.b,
-            "norms": self.norms,
-        }
+    @classmethod
+    def from_context(cls, ctx: Any, **params: Any) -> BM25Reranker:
+        return cls(params.pop("index", None) or ctx.bm25_index(), **params)
 
     def score_ids(self, query: Query, doc_ids: Sequence[str]) -> np.ndarray:
         """BM25 scores (float32) of the given documents for ``query``."""
@@ -659,28 +117,12 @@ class BM25Reranker(Reranker):
                 raise StageError(f"{self.name}: document {d!r} (query {query.id!r}) is not in the BM25 index") from None
         return self.index.score_all(query.text, self.k1, self.b, self.norms)[rows]
 
-    def score(self, query: Query, docs: list[Document]) -> np.ndarray:
-        return self.score_ids(query, [d.id for d in docs])
-
-    def transform(self, queries: Sequence[Query], run: Run | None = None) -> Run:
-        assert run is not None
-        out: dict[str, dict[str, float]] = {}
-        items = 0
-        empty: list[str] = []
-        for q in queries:
-            cands = list(run.get(q.id, {}))
-            if not cands:
-                out[q.id] = {}
-                continue
-            if len(self.index.query_terms(q.text)[0]) == 0:
-                empty.append(q.id)
-            scores = self.score_ids(q, cands)
-            out[q.id] = dict(zip(cands, scores.tolist()))
-            items += len(cands)
+    def score_batch(self, batch: Candidates) -> list[np.ndarray]:
+        empty = [q.id for q in batch.queries if len(self.index.query_terms(q.text)[0]) == 0]
         if empty:
             warnings.warn(
                 f"{self.name}: {len(empty)} queries have no indexed term; their candidates all score 0.0 "
                 f"(e.g. {empty[0]!r})",
-                stacklevel=2,
+                stacklevel=4,
             )
-        return Run._wrap(out, name=self.name, stats={"items": items, "stages": list(run.stats.get("stages", []))})
+        return [self.score_ids(q, ids) for q, ids in zip(batch.queries, batch.doc_ids)]

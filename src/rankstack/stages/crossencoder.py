@@ -24,13 +24,13 @@ import math
 import re
 import time
 from collections import Counter
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from rankstack.data.records import Document, Query, Run
-from rankstack.stages.base import Reranker, StageError
+from rankstack.data.records import Document, Query
+from rankstack.errors import ConfigError, StageError
+from rankstack.stages.base import Candidates, Reranker
 
 AGGREGATES = ("maxp", "firstp", "sump")
 _SENT = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])|\n+")
@@ -139,23 +139,25 @@ class CrossEncoderReranker(Reranker):
         **runtime_kwargs: Any,
     ):
         super().__init__(docs)
+        self.model = model
         if encoder is None:
             if model is None:
-                raise ValueError(
-                    "CrossEncoderReranker needs model=PATH_OR_HUB_ID (a cross-encoder) or encoder=..."
+                raise ConfigError(
+                    "the cross-encoder reranker needs model= (a trained cross-encoder's directory or hub id: "
+                    "--model on the command line, model = ... in an experiment stage)"
                 )
             from rankstack.encoders.runtime import CrossEncoderModel
 
             encoder = CrossEncoderModel(model, **runtime_kwargs)
         self.encoder = encoder
         if passages not in {None, "window", "query-aware"}:
-            raise ValueError(f"passages must be None, 'window' or 'query-aware', got {passages!r}")
+            raise ConfigError(f"passages must be None, 'window' or 'query-aware', got {passages!r}")
         if aggregate not in AGGREGATES:
-            raise ValueError(f"aggregate must be one of {AGGREGATES}, got {aggregate!r}")
+            raise ConfigError(f"aggregate must be one of {AGGREGATES}, got {aggregate!r}")
         if unit not in {"words", "tokens"}:
-            raise ValueError(f"unit must be 'words' or 'tokens', got {unit!r}")
+            raise ConfigError(f"unit must be 'words' or 'tokens', got {unit!r}")
         if window < 1 or stride < 1:
-            raise ValueError("window and stride must be >= 1")
+            raise ConfigError("window and stride must be >= 1")
         self.passages, self.window, self.stride, self.unit, self.aggregate = (
             passages,
             window,
@@ -164,18 +166,6 @@ class CrossEncoderReranker(Reranker):
             aggregate,
         )
         self.label = label
-
-    def config(self) -> dict[str, Any]:
-        cfg: dict[str, Any] = {
-            "class": "CrossEncoderReranker",
-            "name": self.name,
-            "model": self.encoder.config(),
-            "passages": self.passages,
-            "label": self.label,
-        }
-        if self.passages == "window":
-            cfg.update(window=self.window, stride=self.stride, unit=self.unit, aggregate=self.aggregate)
-        return cfg
 
     # -- pair construction ---------------------------------------------------------------
     def _doc_texts(self, query: Query, docs: list[Document]) -> list[list[str]]:
@@ -236,29 +226,16 @@ class CrossEncoderReranker(Reranker):
             return float(s[0])
         return float(s.max())
 
-    def score(self, query: Query, docs: list[Document]) -> np.ndarray:
-        texts = self._doc_texts(query, docs)
-        pairs = [(query.text, t) for ts in texts for t in ts]
-        s = self._scores(self.encoder.logits(pairs))
-        out, j = [], 0
-        for ts in texts:
-            out.append(self._aggregate(s[j : j + len(ts)]))
-            j += len(ts)
-        return np.asarray(out, dtype=np.float64)
-
-    def transform(self, queries: Sequence[Query], run: Run | None = None) -> Run:
-        assert run is not None
+    def score_batch(self, batch: Candidates) -> list[np.ndarray]:
+        """Every query's (query, passage) pairs scored together, in token-budget batches."""
         import warnings
 
+        assert batch.docs is not None
         pairs: list[tuple[str, str]] = []
-        plan: list[tuple[str, list[str], list[int]]] = []  # qid, doc ids, passages per doc
-        for q in queries:
-            ids = [d for d, _ in run.ranked(q.id)]
-            if not ids:
-                plan.append((q.id, [], []))
-                continue
-            texts = self._doc_texts(q, self.documents(q, ids))
-            plan.append((q.id, ids, [len(t) for t in texts]))
+        counts: list[list[int]] = []  # passages per document, per query
+        for q, docs in zip(batch.queries, batch.docs):
+            texts = self._doc_texts(q, docs) if docs else []
+            counts.append([len(t) for t in texts])
             pairs.extend((q.text, t) for ts in texts for t in ts)
         t0 = time.perf_counter()
         tok0, real0 = self.encoder.tokens, self.encoder.real_tokens
@@ -273,30 +250,22 @@ class CrossEncoderReranker(Reranker):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         wall = time.perf_counter() - t0
         s = self._scores(logits)
-        out: dict[str, dict[str, float]] = {}
+        out: list[np.ndarray] = []
         j = 0
-        for qid, ids, counts in plan:
-            res: dict[str, float] = {}
-            for d, c in zip(ids, counts):
-                res[d] = self._aggregate(s[j : j + c])
+        for per_doc in counts:
+            vals = []
+            for c in per_doc:
+                vals.append(self._aggregate(s[j : j + c]))
                 j += c
-            out[qid] = res
+            out.append(np.asarray(vals, dtype=np.float64))
         if j != len(s):  # pragma: no cover - internal consistency
             raise StageError(f"{self.name}: {len(s)} scores for {j} pairs")
-        stats = {
-            "items": sum(len(ids) for _, ids, _ in plan),
-            "stages": list(run.stats.get("stages", [])),
+        batch.stats.update({
             "pairs": len(pairs),
             "pairs_per_s": len(pairs) / max(wall, 1e-9),
             "model_s": wall,
             "tokens": self.encoder.tokens - tok0,
             "real_tokens": self.encoder.real_tokens - real0,
             "truncated": truncated,
-        }
-        return Run._wrap(out, name=self.name, stats=stats)
-
-
-def rerank_run(run: Run, queries: Sequence[Query], docs: Any, model: Any, k: int = 100, **kwargs: Any) -> Run:
-    """``rankstack rerank RUN QUERIES COLLECTION --model MODEL -o RUN --k 100``: the top ``k`` of
-    ``run`` re-ranked by the cross-encoder ``model`` (keyword arguments as :class:`CrossEncoderReranker`)."""
-    return CrossEncoderReranker(docs, model=model, **kwargs)(queries, run.cut(k))
+        })
+        return out

@@ -18,6 +18,9 @@ contributes 0 to score-based methods (after normalisation), as in ranx and PyTer
 This is numpy, not ``ranx.fuse``: ranx compiles its kernels with numba on first use (seconds per
 process) and orders tied scores by its own rule, while rankstack ranks ties by trec_eval's order;
 the test suite checks the fused scores agree with ranx's on real runs.
+
+These are the run-level kernels; the :class:`~rankstack.stages.base.Fuse` stage (and ``a + b``)
+calls them.
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from rankstack.data.records import Query, Run, ranked_items
-from rankstack.stages.base import Stage
+from rankstack.data.records import Run, ranked_items
+from rankstack.errors import ConfigError
 
 METHODS = ("rrf", "combsum", "combmnz", "wsum")
 NORMS = (None, "minmax", "zscore")
@@ -37,13 +40,13 @@ NORMS = (None, "minmax", "zscore")
 
 def _check(method: str, norm: str | None, weights: Sequence[float] | None, n: int) -> None:
     if method not in METHODS:
-        raise ValueError(f"unknown fusion method {method!r}; known: {', '.join(METHODS)}")
+        raise ConfigError(f"unknown fusion method {method!r}; known: {', '.join(METHODS)}")
     if norm not in NORMS:
-        raise ValueError(f"unknown normalisation {norm!r}; known: None, 'minmax', 'zscore'")
+        raise ConfigError(f"unknown normalisation {norm!r}; known: None, 'minmax', 'zscore'")
     if weights is not None and len(weights) != n:
-        raise ValueError(f"{len(weights)} weights for {n} runs")
+        raise ConfigError(f"{len(weights)} weights for {n} runs")
     if n < 1:
-        raise ValueError("fusion needs at least one run")
+        raise ConfigError("fusion needs at least one run")
 
 
 def _normalise(scores: np.ndarray, norm: str | None) -> np.ndarray:
@@ -127,7 +130,7 @@ def fuse_runs(
     """
     _check(method, norm, weights, len(runs))
     if rrf_k < 0:
-        raise ValueError(f"rrf_k must be >= 0, got {rrf_k}")
+        raise ConfigError(f"rrf_k must be >= 0, got {rrf_k}")
     data = _Prepared(runs, norm, depth).fuse(method, weights, rrf_k)
     label = name or f"{method}({', '.join(getattr(r, 'name', 'run') for r in runs)})"
     return Run._wrap(data, name=label, stats={"items": sum(sum(len(v) for v in r.values()) for r in runs)})
@@ -183,71 +186,3 @@ def tune_weights(
         "norm": norm,
         "table": table,
     }
-
-
-class Fuse(Stage):
-    """Fusion of several stages (or fixed runs) as one stage: each input gets the same queries (and
-    the incoming run, for rerankers), their outputs are fused with :func:`fuse_runs`.
-
-    ``stage_a + stage_b`` is ``Fuse([a, b], method="combsum", norm=None)``.
-    """
-
-    def __init__(
-        self,
-        stages: Sequence[Stage | Run],
-        method: str = "rrf",
-        norm: str | None = None,
-        weights: Sequence[float] | None = None,
-        rrf_k: float = 60,
-        depth: int | None = None,
-    ):
-        from rankstack.stages.base import FromRun
-
-        flat: list[Stage] = []
-        for s in stages:
-            if (
-                isinstance(s, Fuse)
-                and s.method == method == "combsum"
-                and s.norm is None
-                and s.weights is None
-                and norm is None
-                and weights is None
-            ):
-                flat.extend(s.stages)  # (a + b) + c -> one CombSUM of three
-            elif isinstance(s, Stage):
-                flat.append(s)
-            elif isinstance(s, Mapping):
-                flat.append(FromRun(s if isinstance(s, Run) else Run(s)))
-            else:
-                raise TypeError(f"Fuse takes stages or runs, got {type(s).__name__}")
-        _check(method, norm, weights, len(flat))
-        self.stages = flat
-        self.method = method
-        self.norm = norm
-        self.weights = list(weights) if weights is not None else None
-        self.rrf_k = rrf_k
-        self.depth = depth
-        self.needs_candidates = any(s.needs_candidates for s in flat)
-        self.name = f"{method}({', '.join(s.name for s in flat)})"
-
-    def config(self) -> dict[str, Any]:
-        return {
-            "class": "Fuse",
-            "method": self.method,
-            "norm": self.norm,
-            "weights": self.weights,
-            "rrf_k": self.rrf_k,
-            "depth": self.depth,
-            "stages": [s.config() for s in self.stages],
-        }
-
-    def transform(self, queries: Sequence[Query], run: Run | None = None) -> Run:
-        queries = list(queries)
-        runs = [s(queries, run) for s in self.stages]
-        out = fuse_runs(runs, self.method, self.norm, self.weights, self.rrf_k, self.depth, name=self.name)
-        # every query asked for appears, even when no input returned anything for it
-        for q in queries:
-            out.to_dict().setdefault(q.id, {})
-        out.stats["items"] = sum(int(r.stats.get("items", r.num_items())) for r in runs)
-        out.stats["stages"] = [st for r in runs for st in r.stats.get("stages", [])[-1:]]
-        return out

@@ -1,43 +1,95 @@
 """LLM rerankers as a stage: scorer x strategy x backend.
 
-``LLMReranker(scorer, strategy, backend)`` reranks each query's candidates and records, per query in
+``LLMReranker(scorer, strategy, ...)`` reranks each query's candidates. ``scorer`` is a scorer
+name of :data:`rankstack.llm.scorers.SCORERS` (pointwise | qlm | pairwise | setwise | listwise |
+first | eliminate | reasoning; the backend is then built from ``model``/``backend``/``base_url``)
+or a :class:`~rankstack.llm.scorers.Scorer` instance. It records, per query in
 ``run.stats["per_query"][qid]``: ``llm_calls``, ``prompt_tokens``, ``completion_tokens``,
-``llm_latency_s``, ``repairs`` (parser repairs by name), ``budget_hit``, ``truncated_passages``; totals
-in ``run.stats["llm"]``. Prompts and responses can be appended to a JSONL file (``log_path``).
+``llm_latency_s``, ``repairs`` (parser repairs by name), ``budget_hit``, ``truncated_passages``;
+totals in ``run.stats["llm"]``. Prompts and responses can be appended to a JSONL file (``log_path``).
 With a thread-safe backend (HTTP) queries run concurrently (``concurrency``).
 
-:func:`make_llm_reranker` is the factory the CLI and the registry call.
+Every scorer of the table is a registry entry of its own name (:func:`registry_entries`), built by
+this one class.
 """
 
 from __future__ import annotations
 
 import threading
 import warnings
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
-from rankstack.data.records import Document, Query, Run
-from rankstack.stages.base import Reranker, StageError
+from rankstack.data.records import Document, Query
+from rankstack.errors import ConfigError
+from rankstack.progress import progress_bar
+from rankstack.registry import Entry
+from rankstack.stages.base import Candidates, Reranker
+
+__all__ = ["LLMReranker", "registry_entries"]
+
+_BACKEND_CACHE: dict[tuple, Any] = {}
+
+
+def _backend(backend: Any, model: str, base_url: str | None, opts: dict[str, Any] | None) -> Any:
+    """A backend instance; backends built by name are cached per (backend, model, url, opts)."""
+    from rankstack.llm.backends import Backend, make_backend
+
+    if isinstance(backend, Backend):
+        return backend
+    backend = {"openai": "http"}.get(backend, backend)
+    key = (backend, model, base_url, tuple(sorted((opts or {}).items())))
+    be = _BACKEND_CACHE.get(key)
+    if be is None:
+        be = _BACKEND_CACHE[key] = make_backend(backend, model, base_url=base_url, **(opts or {}))
+    return be
 
 
 class LLMReranker(Reranker):
-    """Rerank candidates with an LLM ``scorer`` under a ``strategy`` (see :mod:`rankstack.llm.strategies`)."""
+    """Rerank candidates with an LLM ``scorer`` under a ``strategy`` (see :mod:`rankstack.llm.strategies`).
 
-    def __init__(self, scorer: Any, strategy: str | None = None, docs: Any = None, budget: Any = None,
-                 strategy_config: Any = None, log_path: str | None = None, concurrency: int = 1,
-                 name: str | None = None, progress: bool = False):
-        from rankstack.llm.scorers import Budget
-        from rankstack.llm.strategies import NATURAL, StrategyConfig, check
+    ``scorer``: a name of :data:`~rankstack.llm.scorers.SCORERS` or a ``Scorer`` instance.
+    ``strategy``: single | sliding | heapsort | bubble | allpairs (default: the scorer's natural one).
+    ``model``: alias (``smollm2``, ``gemma3-270m``), ``.gguf`` path, local directory or hub id (or the
+    server's model name with ``backend='http'``). ``backend``: transformers | llamacpp | http (or
+    openai), or a :class:`~rankstack.llm.backends.Backend` instance. ``max_calls``/``max_tokens``:
+    the per-query budget; ``window``/``stride``/``passes`` (sliding), ``k``/``set_size`` (heapsort,
+    bubble): the strategy's parameters. Extra keywords go to the scorer (``max_words``, ``method``,
+    ``constrained``, ``max_think_tokens``, setwise ``debias`` = None | "reverse" | "cyclic", first
+    ``labels``/``prime``). ``progress`` shows a per-query progress bar with the last query's LLM calls.
+    """
+
+    _not_in_key = ("progress", "docs", "log_path", "concurrency", "model", "backend", "base_url",
+                   "backend_opts")  # the backend is keyed by its own config() through the scorer
+
+    def __init__(self, scorer: Any = "pointwise", strategy: str | None = None, docs: Any = None, *,
+                 model: str = "smollm2", backend: Any = "transformers", base_url: str | None = None,
+                 max_calls: int | None = None, max_tokens: int | None = None, window: int = 20,
+                 stride: int = 10, passes: int = 1, k: int = 10, set_size: int = 4, log_path: str | None = None,
+                 concurrency: int = 1, backend_opts: dict[str, Any] | None = None, name: str | None = None,
+                 progress: bool = False, **scorer_opts: Any):
+        from rankstack.llm.scorers import SCORERS, Budget, Scorer
+        from rankstack.llm.strategies import StrategyConfig, check
 
         super().__init__(docs)
+        if isinstance(scorer, str):
+            if scorer not in SCORERS:
+                raise ConfigError(f"unknown LLM reranker {scorer!r}; use one of {', '.join(SCORERS)}")
+            scorer = SCORERS[scorer](_backend(backend, model, base_url, backend_opts), **scorer_opts)
+        elif not (isinstance(scorer, Scorer) or all(hasattr(scorer, a) for a in ("kind", "name", "backend"))):
+            raise ConfigError(f"scorer must be a scorer name or a Scorer, got {type(scorer).__name__}")
+        elif scorer_opts:
+            raise ConfigError(f"scorer options {sorted(scorer_opts)} apply to a scorer built by name")
         self.scorer = scorer
-        self.strategy = strategy or NATURAL.get(scorer.name, "single")
+        self.strategy = strategy or getattr(scorer, "natural_strategy", "single")
         check(scorer, self.strategy)
-        self.budget = budget or Budget()
-        self.cfg = strategy_config or StrategyConfig()
+        self.model, self.backend_name, self.base_url, self.backend_opts = model, backend, base_url, backend_opts
+        self.max_calls, self.max_tokens = max_calls, max_tokens
+        self.window, self.stride, self.passes, self.k, self.set_size = window, stride, passes, k, set_size
+        self.budget = Budget(max_calls, max_tokens)
+        self.cfg = StrategyConfig(window, stride, passes, k, set_size)
         self.log_path = log_path
         self.concurrency = max(1, int(concurrency))
         self.progress = bool(progress)
@@ -47,9 +99,13 @@ class LLMReranker(Reranker):
     def backend(self) -> Any:
         return self.scorer.backend
 
+    def get_params(self) -> dict[str, Any]:
+        params = super().get_params()
+        params["backend"] = self.backend
+        return params
+
     def config(self) -> dict[str, Any]:
-        return {"class": "LLMReranker", "name": self.name, **self.scorer.config(), "strategy": self.strategy,
-                **self.cfg.as_dict(), "budget": dict(self.budget.__dict__), **self.backend.config()}
+        return {**super().config(), "llm_backend": self.backend.config()}
 
     def _one(self, q: Query, docs: list[Document], logger: Any) -> tuple[np.ndarray, Any]:
         from rankstack.llm.scorers import QueryContext
@@ -59,150 +115,63 @@ class LLMReranker(Reranker):
         scores = rerank(self.scorer, self.strategy, ctx, docs, self.cfg)
         return scores, ctx
 
-    def score(self, query: Query, docs: list[Document]) -> np.ndarray:
-        return self._one(query, docs, None)[0]
-
-    def transform(self, queries: Sequence[Query], run: Run | None = None) -> Run:
+    def score_batch(self, batch: Candidates) -> list[np.ndarray]:
+        """Each query's prompts; queries run concurrently on a thread-safe backend."""
         from rankstack.llm.scorers import JsonlLogger
 
-        assert run is not None
+        assert batch.docs is not None
         logger = JsonlLogger(self.log_path) if self.log_path else None
-        todo = []
-        for q in queries:
-            ids = [d for d, _ in run.ranked(q.id)]
-            todo.append((q, ids, self.documents(q, ids) if ids else []))
-
-        bar = None
-        if self.progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(todo), desc=self.name, unit="query")
+        todo = list(zip(batch.queries, batch.docs))
         lock = threading.Lock()
-
-        def work(item):
-            q, ids, docs = item
-            if not ids:
-                s, ctx = np.empty(0), None
-            else:
-                s, ctx = self._one(q, docs, logger)
-            if bar is not None:
+        with progress_bar(len(todo), self.name, unit="query", enabled=self.progress) as bar:
+            def work(item: tuple[Query, list[Document]]) -> tuple[np.ndarray, Any]:
+                if not item[1]:
+                    with lock:
+                        bar.advance(1)
+                    return np.empty(0), None
+                s, ctx = self._one(item[0], item[1], logger)
                 with lock:
-                    bar.update(1)
-                    if ctx is not None:
-                        bar.set_postfix(calls=ctx.meter.as_dict()["llm_calls"], refresh=False)
-            return q, ids, s, ctx
+                    bar.advance(1, calls=ctx.meter.as_dict()["llm_calls"])
+                return s, ctx
 
-        try:
-            if self.concurrency > 1 and getattr(self.backend, "thread_safe", False):
-                with ThreadPoolExecutor(self.concurrency) as pool:
-                    results = list(pool.map(work, todo))
-            else:
-                results = [work(t) for t in todo]
-        finally:
-            if bar is not None:
-                bar.close()
-            if logger is not None:
-                logger.close()
-        out: dict[str, dict[str, float]] = {}
+            try:
+                if self.concurrency > 1 and getattr(self.backend, "thread_safe", False):
+                    with ThreadPoolExecutor(self.concurrency) as pool:
+                        results = list(pool.map(work, todo))
+                else:
+                    results = [work(t) for t in todo]
+            finally:
+                if logger is not None:
+                    logger.close()
         per_query: dict[str, dict[str, Any]] = {}
         tot = {"llm_calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "llm_latency_s": 0.0,
                "budget_hit_queries": 0, "repairs": 0, "truncated_passages": 0}
-        items = 0
-        for q, ids, s, ctx in results:
-            s = np.asarray(s, dtype=np.float64)
-            if s.shape != (len(ids),):
-                raise StageError(f"{self.name}: {s.shape} scores for {len(ids)} candidates of query {q.id!r}")
-            out[q.id] = dict(zip(ids, s.tolist()))
-            items += len(ids)
+        for q, (_, ctx) in zip(batch.queries, results):
             if ctx is None:
                 per_query[q.id] = {"llm_calls": 0}
                 continue
             rec = {**ctx.meter.as_dict(), "repairs": dict(ctx.repairs), "budget_hit": ctx.budget_hit,
                    "truncated_passages": ctx.truncated}
             per_query[q.id] = rec
-            for k in ("llm_calls", "prompt_tokens", "completion_tokens", "llm_latency_s", "truncated_passages"):
-                tot[k] += rec[k]
+            for key in ("llm_calls", "prompt_tokens", "completion_tokens", "llm_latency_s", "truncated_passages"):
+                tot[key] += rec[key]
             tot["budget_hit_queries"] += int(ctx.budget_hit)
             tot["repairs"] += sum(ctx.repairs.values())
         if tot["truncated_passages"]:
             limit = getattr(self.scorer, "max_words", "?")
             warnings.warn(f"{self.name}: {tot['truncated_passages']} passage texts (counted per prompt) truncated "
-                          f"to {limit} words", UserWarning, stacklevel=2)
+                          f"to {limit} words", UserWarning, stacklevel=4)
         nq = max(1, len(results))
         tot["llm_calls_per_query"] = tot["llm_calls"] / nq
         tot["tokens_per_query"] = (tot["prompt_tokens"] + tot["completion_tokens"]) / nq
-        stats = {"items": items, "stages": list(run.stats.get("stages", [])), "per_query": per_query, "llm": tot}
-        return Run._wrap(out, name=self.name, stats=stats)
+        batch.stats.update(per_query=per_query, llm=tot)
+        return [s for s, _ in results]
 
 
-_BACKEND_CACHE: dict[tuple, Any] = {}
+def registry_entries() -> list[Entry]:
+    """One registry row per LLM scorer of :data:`rankstack.llm.scorers.SCORERS` (the one table)."""
+    from rankstack.llm.scorers import SCORERS
 
-
-def make_llm_reranker(
-    reranker: str = "pointwise",
-    strategy: str | None = None,
-    model: str = "smollm2",
-    backend: str | Any = "transformers",
-    base_url: str | None = None,
-    docs: Any = None,
-    max_calls: int | None = None,
-    max_tokens: int | None = None,
-    window: int = 20,
-    stride: int = 10,
-    passes: int = 1,
-    k: int = 10,
-    set_size: int = 4,
-    log_path: str | None = None,
-    concurrency: int = 1,
-    backend_opts: dict[str, Any] | None = None,
-    progress: bool = False,
-    **scorer_opts: Any,
-) -> LLMReranker:
-    """Build an LLM reranker by names.
-
-    ``reranker``: pointwise | qlm | pairwise | setwise | listwise | first | eliminate | reasoning.
-    ``strategy``: single | sliding | heapsort | bubble | allpairs (default: the scorer's natural one).
-    ``model``: alias (``smollm2``, ``gemma3-270m``), ``.gguf`` path, local directory or hub id (or the
-    server's model name with ``backend='http'``). ``backend``: transformers | llamacpp | http, or a
-    :class:`~rankstack.llm.backends.Backend` instance. Backends are cached per (backend, model, url, opts)
-    within the process. Extra keywords go to the scorer (``max_words``, ``method``, ``constrained``,
-    ``max_think_tokens``, setwise ``debias`` = None | "reverse" | "cyclic"). ``progress`` shows a
-    per-query progress bar (tqdm, on stderr) with the last query's LLM calls.
-    """
-    from rankstack.llm.backends import Backend, make_backend
-    from rankstack.llm.scorers import SCORERS, Budget
-    from rankstack.llm.strategies import StrategyConfig
-
-    if reranker not in SCORERS:
-        raise ValueError(f"unknown LLM reranker {reranker!r}; use one of {', '.join(SCORERS)}")
-    if isinstance(backend, Backend):
-        be = backend
-    else:
-        key = (backend, model, base_url, tuple(sorted((backend_opts or {}).items())))
-        be = _BACKEND_CACHE.get(key)
-        if be is None:
-            be = make_backend(backend, model, base_url=base_url, **(backend_opts or {}))
-            _BACKEND_CACHE[key] = be
-    scorer = SCORERS[reranker](be, **scorer_opts)
-    return LLMReranker(scorer, strategy, docs=docs, budget=Budget(max_calls, max_tokens),
-                       strategy_config=StrategyConfig(window, stride, passes, k, set_size), log_path=log_path,
-                       concurrency=concurrency, progress=progress)
-
-
-def _factory(reranker: str):
-    def make(**kw: Any) -> LLMReranker:
-        return make_llm_reranker(reranker, **kw)
-
-    make.__name__ = f"make_{reranker}"
-    make.__doc__ = f"The {reranker!r} LLM reranker; keywords as :func:`make_llm_reranker`."
-    return make
-
-
-pointwise = _factory("pointwise")
-qlm = _factory("qlm")
-pairwise = _factory("pairwise")
-setwise = _factory("setwise")
-listwise = _factory("listwise")
-first = _factory("first")
-eliminate = _factory("eliminate")
-reasoning = _factory("reasoning")
+    return [Entry(name, "rankstack.stages.llm:LLMReranker", "llm", "reranker", cls.help,
+                  defaults={"scorer": name}, details={"strategy": cls.natural_strategy, "kind": cls.kind})
+            for name, cls in SCORERS.items()]

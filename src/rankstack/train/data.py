@@ -12,6 +12,11 @@ Three sources, one item layout (a dict with ``query`` text, ``docs`` texts, ``la
   "neg_scores"}`` (hard negatives with teacher scores, sentence-transformers' msmarco-hard-negatives
   style); the teacher scores feed Margin-MSE / distillation losses.
 
+Two builders make item lists (``GroupedDataset(items)``) from judgments within a candidate run:
+:func:`graded_groups` (one group per judged document, against lower-graded judged documents; graded
+labels) and :func:`list_groups` (whole candidate lists cut into shuffled groups, with graded labels and
+optional teacher scores).
+
 :class:`CrossEncoderCollator` tokenizes a batch of groups into ``Q*L`` (query, doc) pairs and returns
 ``labels [Q, L]``, ``mask [Q, L]`` (ragged groups are padded and masked) and ``teacher [Q, L]``.
 """
@@ -21,10 +26,12 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rankstack.data.records import Document
+from rankstack.errors import ConfigError, NotFoundError
 from rankstack.train.negatives import Mined, query_rng
 
 __all__ = [
@@ -34,6 +41,8 @@ __all__ = [
     "read_triples",
     "read_hard_negatives_jsonl",
     "pin_positives",
+    "graded_groups",
+    "list_groups",
 ]
 
 
@@ -52,10 +61,10 @@ def read_triples(path: str | os.PathLike) -> list[tuple[str, str, str]]:
                 continue
             parts = line.split("\t")
             if len(parts) != 3:
-                raise ValueError(f"{path}:{lineno}: expected 3 tab-separated fields (query, pos, neg), got {len(parts)}")
+                raise ConfigError(f"{path}:{lineno}: expected 3 tab-separated fields (query, pos, neg), got {len(parts)}")
             out.append((parts[0], parts[1], parts[2]))
     if not out:
-        raise ValueError(f"{path}: no triples")
+        raise ConfigError(f"{path}: no triples")
     return out
 
 
@@ -70,20 +79,20 @@ def read_hard_negatives_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: invalid JSON: {e}") from None
+                raise ConfigError(f"{path}:{lineno}: invalid JSON: {e}") from None
             for key in ("query", "pos", "neg"):
                 if key not in obj:
-                    raise ValueError(f"{path}:{lineno}: missing field {key!r}")
+                    raise ConfigError(f"{path}:{lineno}: missing field {key!r}")
             if isinstance(obj["pos"], str):
                 obj["pos"] = [obj["pos"]]
             if not obj["pos"]:
-                raise ValueError(f"{path}:{lineno}: field 'pos' is empty")
+                raise ConfigError(f"{path}:{lineno}: field 'pos' is empty")
             for t, s in (("pos", "pos_scores"), ("neg", "neg_scores")):
                 if s in obj and len(obj[s]) != len(obj[t]):
-                    raise ValueError(f"{path}:{lineno}: {s} has {len(obj[s])} values for {len(obj[t])} {t} texts")
+                    raise ConfigError(f"{path}:{lineno}: {s} has {len(obj[s])} values for {len(obj[t])} {t} texts")
             out.append(obj)
     if not out:
-        raise ValueError(f"{path}: no records")
+        raise ConfigError(f"{path}: no records")
     return out
 
 
@@ -105,7 +114,7 @@ def pin_positives(
     teacher can be wrong on the training queries (e.g. a BM25 + dense fusion used as the teacher of a
     cross-encoder)."""
     if margin < 0:
-        raise ValueError(f"margin must be >= 0, got {margin}")
+        raise ConfigError(f"margin must be >= 0, got {margin}")
     out: dict[str, dict[str, float]] = {}
     for qid, scores in teacher.items():
         t = {d: float(s) for d, s in scores.items()}
@@ -121,6 +130,72 @@ def pin_positives(
                     t[d] = floor
         out[qid] = t
     return out
+
+
+def graded_groups(qids: Sequence[str], queries: Mapping[str, str], corpus: Mapping[str, Document | str],
+                  qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Mapping[str, float]], n_neg: int,
+                  min_grade: int = 1, seed: int = 42) -> list[dict[str, Any]]:
+    """Items from judged candidates: for each query of ``qids`` and each of its documents that is judged,
+    in ``run`` and in ``corpus``, with grade ``>= min_grade``, one group ``[that document, up to n_neg
+    judged documents of a lower grade]`` (drawn with ``random.Random(f"{seed}-{qid}")``) with graded
+    labels (negative grades count 0); documents with no lower-graded judged candidate make no group.
+    A listwise loss such as ``softmax_ce`` then spreads its target over the grades."""
+    items = []
+    for q in sorted(qids):
+        judged = {d: g for d, g in qrels.get(q, {}).items() if d in run.get(q, {}) and d in corpus}
+        rng = random.Random(f"{seed}-{q}")
+        for d, g in sorted(judged.items()):
+            if g < min_grade:
+                continue
+            lower = sorted(x for x, gx in judged.items() if gx < g)
+            if not lower:
+                continue
+            negs = rng.sample(lower, min(n_neg, len(lower)))
+            items.append(_group(queries[q], corpus, [d, *negs], [float(g)] + [float(max(judged[x], 0)) for x in negs]))
+    return items
+
+
+def _group(query: str, corpus: Mapping[str, Document | str], ids: Sequence[str], labels: list[float],
+           teacher: list[float] | None = None) -> dict[str, Any]:
+    """One training group: the query, its documents' texts, labels, teacher scores and unit weights."""
+    return {"query": query, "docs": [_text(corpus[d]) for d in ids], "labels": labels, "teacher": teacher,
+            "weights": [1.0] * len(ids)}
+
+
+def list_groups(
+    qids: Sequence[str],
+    queries: Mapping[str, str],
+    corpus: Mapping[str, Document | str],
+    qrels: Mapping[str, Mapping[str, int]],
+    run: Mapping[str, Mapping[str, float]],
+    group_size: int,
+    rounds: int = 1,
+    seed: int = 42,
+    teacher: Mapping[str, Mapping[str, float]] | None = None,
+) -> list[dict[str, Any]]:
+    """Listwise items over whole candidate lists: for each query of ``qids`` and each of ``rounds``
+    rounds, its ``run`` candidates found in ``corpus`` are shuffled
+    (``random.Random(f"{seed}-{qid}-{round}")``) and cut into groups of ``group_size``; labels are the grades (unjudged and negative grades = 0) and,
+    with ``teacher`` (``qid -> doc id -> score``, every candidate scored), the teacher scores. Groups
+    of one document are dropped, and so are groups without a relevant document unless there is a
+    teacher (their labels carry no signal)."""
+    if group_size < 1 or rounds < 0:
+        raise ConfigError(f"group_size must be >= 1 and rounds >= 0, got {group_size} and {rounds}")
+    items = []
+    for q in sorted(qids):
+        cand = sorted(d for d in run.get(q, {}) if d in corpus)
+        judged = qrels.get(q, {})
+        for r in range(rounds):
+            order = cand[:]
+            random.Random(f"{seed}-{q}-{r}").shuffle(order)
+            for i in range(0, len(order), group_size):
+                g = order[i:i + group_size]
+                labels = [float(max(judged.get(d, 0), 0)) for d in g]
+                if len(g) < 2 or (teacher is None and max(labels) <= 0):
+                    continue
+                items.append(_group(queries[q], corpus, g, labels,
+                                    [float(teacher[q][d]) for d in g] if teacher is not None else None))
+    return items
 
 
 class GroupedDataset:
@@ -167,18 +242,18 @@ class GroupedDataset:
         counted in ``teacher_missing``; a query the teacher did not score at all is an error."""
         rounds = [negatives] if isinstance(negatives, dict) else list(negatives)
         if not rounds:
-            raise ValueError("negatives: no rounds given")
+            raise ConfigError("negatives: no rounds given")
         items = []
         for r, negs in enumerate(rounds):
             for qid in sorted(negs):
                 if qid not in queries:
-                    raise KeyError(f"query {qid!r} has negatives but no text in queries")
+                    raise NotFoundError(f"query {qid!r} has negatives but no text in queries")
                 if teacher is not None and not teacher.get(qid):
-                    raise KeyError(f"query {qid!r} has no teacher scores")
+                    raise NotFoundError(f"query {qid!r} has no teacher scores")
                 for did, g in sorted(qrels.get(qid, {}).items()):
                     if g >= min_grade:
                         if did not in corpus:
-                            raise KeyError(f"qrels document {did!r} (query {qid!r}) is not in the corpus")
+                            raise NotFoundError(f"qrels document {did!r} (query {qid!r}) is not in the corpus")
                         items.append({"qid": qid, "pos": did, "grade": float(g), "round": r})
         floor = {q: min(t.values()) for q, t in teacher.items() if t} if teacher is not None else {}
 

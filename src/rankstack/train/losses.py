@@ -20,11 +20,13 @@ All computations run in float32 whatever the input dtype (bf16 autocast safe).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from rankstack.errors import ConfigError
 
 __all__ = [
     "RankingLoss",
@@ -64,7 +66,7 @@ class RankingLoss(nn.Module):
     def __init__(self, reduction: str = "mean"):
         super().__init__()
         if reduction not in ("mean", "sum", "none"):
-            raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+            raise ConfigError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
         self.reduction = reduction
 
     # subclasses implement this: scores/labels float32, mask bool (all same shape [Q, L])
@@ -88,19 +90,19 @@ def _check(scores: Tensor, labels: Tensor, mask: Tensor | None, name: str) -> tu
         labels = labels.unsqueeze(0) if labels.dim() == 1 else labels
         mask = mask.unsqueeze(0) if mask is not None and mask.dim() == 1 else mask
     if scores.dim() != 2:
-        raise ValueError(f"{name}: scores must be [Q, L], got shape {tuple(scores.shape)}")
+        raise ConfigError(f"{name}: scores must be [Q, L], got shape {tuple(scores.shape)}")
     if labels.shape != scores.shape:
-        raise ValueError(f"{name}: labels shape {tuple(labels.shape)} != scores shape {tuple(scores.shape)}")
+        raise ConfigError(f"{name}: labels shape {tuple(labels.shape)} != scores shape {tuple(scores.shape)}")
     if mask is None:
         mask = torch.ones_like(scores, dtype=torch.bool)
     else:
         if mask.shape != scores.shape:
-            raise ValueError(f"{name}: mask shape {tuple(mask.shape)} != scores shape {tuple(scores.shape)}")
+            raise ConfigError(f"{name}: mask shape {tuple(mask.shape)} != scores shape {tuple(scores.shape)}")
         if mask.dtype != torch.bool:
             raise TypeError(f"{name}: mask must be a bool tensor (True = valid entry), got {mask.dtype}")
     labels = labels.detach().float()
     if not torch.isfinite(labels[mask]).all():
-        raise ValueError(f"{name}: labels contain NaN/inf at unmasked entries")
+        raise ConfigError(f"{name}: labels contain NaN/inf at unmasked entries")
     scores = scores.float()
     # neutralise masked entries so that NaN/inf padding cannot leak through arithmetic
     scores = torch.where(mask, scores, torch.zeros((), dtype=scores.dtype, device=scores.device))
@@ -143,7 +145,7 @@ class PointwiseBCE(RankingLoss):
 
     def per_query(self, scores: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
         if ((labels[mask] < 0) | (labels[mask] > 1)).any():
-            raise ValueError("PointwiseBCE: labels must be in [0, 1]; rescale graded labels first")
+            raise ConfigError("PointwiseBCE: labels must be in [0, 1]; rescale graded labels first")
         pw = None if self.pos_weight is None else torch.tensor(self.pos_weight, device=scores.device)
         el = F.binary_cross_entropy_with_logits(scores, labels, reduction="none", pos_weight=pw)
         el = el * mask
@@ -163,6 +165,13 @@ class PointwiseMSE(RankingLoss):
 # ---------------------------------------------------------------------------------------- pairwise
 
 
+def _mean_over_pairs(loss: Callable[[Tensor], Tensor], scores: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
+    """Per query, the mean of ``loss(s_i - s_j)`` over the valid pairs with ``y_i > y_j``."""
+    pairs = _pairs(labels, mask)
+    el = loss(scores[:, :, None] - scores[:, None, :]) * pairs
+    return el.sum((1, 2)) / pairs.sum((1, 2)).clamp(min=1)
+
+
 class RankNet(RankingLoss):
     """RankNet pairwise logistic loss (Burges et al. 2005, "Learning to Rank using Gradient Descent"):
     for every valid pair with ``y_i > y_j``: ``log(1 + exp(-sigma (s_i - s_j)))``; per query, the mean
@@ -173,10 +182,7 @@ class RankNet(RankingLoss):
         self.sigma = sigma
 
     def per_query(self, scores: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
-        pairs = _pairs(labels, mask)
-        diff = scores[:, :, None] - scores[:, None, :]
-        el = F.softplus(-self.sigma * diff) * pairs
-        return el.sum((1, 2)) / pairs.sum((1, 2)).clamp(min=1)
+        return _mean_over_pairs(lambda diff: F.softplus(-self.sigma * diff), scores, labels, mask)
 
 
 class PairwiseHinge(RankingLoss):
@@ -188,10 +194,7 @@ class PairwiseHinge(RankingLoss):
         self.margin = margin
 
     def per_query(self, scores: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
-        pairs = _pairs(labels, mask)
-        diff = scores[:, :, None] - scores[:, None, :]
-        el = F.relu(self.margin - diff) * pairs
-        return el.sum((1, 2)) / pairs.sum((1, 2)).clamp(min=1)
+        return _mean_over_pairs(lambda diff: F.relu(self.margin - diff), scores, labels, mask)
 
 
 class MarginMSE(RankingLoss):
@@ -230,12 +233,12 @@ class SoftmaxCrossEntropy(RankingLoss):
     def __init__(self, temperature: float = 1.0, reduction: str = "mean"):
         super().__init__(reduction)
         if temperature <= 0:
-            raise ValueError("temperature must be > 0")
+            raise ConfigError("temperature must be > 0")
         self.temperature = temperature
 
     def per_query(self, scores: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
         if (labels[mask] < 0).any():
-            raise ValueError(f"{type(self).__name__}: labels must be >= 0")
+            raise ConfigError(f"{type(self).__name__}: labels must be >= 0")
         logp = _masked_log_softmax(scores / self.temperature, mask)
         total = labels.sum(1, keepdim=True)
         p = labels / total.clamp(min=1e-12)
@@ -269,19 +272,19 @@ def in_batch_scores(
     the row's positive (a duplicate positive of another query: a false in-batch negative) are masked.
     """
     if similarity not in ("cos", "dot"):
-        raise ValueError("similarity must be 'cos' or 'dot'")
+        raise ConfigError("similarity must be 'cos' or 'dot'")
     q, p = query_emb, pos_emb
     if q.shape != p.shape:
-        raise ValueError(f"query_emb {tuple(q.shape)} and pos_emb {tuple(p.shape)} differ")
+        raise ConfigError(f"query_emb {tuple(q.shape)} and pos_emb {tuple(p.shape)} differ")
     docs = p
     ids: list[str] | None = list(pos_ids) if pos_ids is not None else None
     if neg_emb is not None:
         if neg_emb.dim() != 3 or neg_emb.shape[0] != q.shape[0]:
-            raise ValueError(f"neg_emb must be [Q, n, d], got {tuple(neg_emb.shape)}")
+            raise ConfigError(f"neg_emb must be [Q, n, d], got {tuple(neg_emb.shape)}")
         docs = torch.cat([p, neg_emb.reshape(-1, neg_emb.shape[-1])], dim=0)
         if ids is not None:
             if neg_ids is None:
-                raise ValueError("neg_ids is required with pos_ids when neg_emb is given")
+                raise ConfigError("neg_ids is required with pos_ids when neg_emb is given")
             ids += [d for row in neg_ids for d in row]
     if similarity == "cos":
         q = F.normalize(q, dim=-1)
@@ -378,7 +381,7 @@ class PListMLE(ListMLE):
         if self.normalize:
             w = w / w.sum(1, keepdim=True).clamp(min=1e-12)
         elif not torch.isfinite(w.float()).all():
-            raise ValueError("PListMLE: 2^(n-i) overflows float32 for lists this long; use normalize=True")
+            raise ConfigError("PListMLE: 2^(n-i) overflows float32 for lists this long; use normalize=True")
         return w.float()
 
 
@@ -413,7 +416,7 @@ class LambdaLoss(RankingLoss):
     ):
         super().__init__(reduction)
         if weighing_scheme not in _SCHEMES:
-            raise ValueError(f"weighing_scheme must be one of {_SCHEMES}, got {weighing_scheme!r}")
+            raise ConfigError(f"weighing_scheme must be one of {_SCHEMES}, got {weighing_scheme!r}")
         self.weighing_scheme = weighing_scheme
         self.k, self.sigma, self.mu, self.eps = k, sigma, mu, eps
 
@@ -499,19 +502,26 @@ class ApproxNDCG(RankingLoss):
 # ------------------------------------------------------------------------------ multiple positives
 
 
-class DecoupledSoftmax(RankingLoss):
-    """DecoupledSoftmax (Gupta et al. 2024, "Dual-Encoders for Extreme Multi-Label Classification",
-    ICLR): with several positives (``labels > 0``), each positive ``p`` gets its own softmax whose
-    denominator holds ``p`` and the negatives only -- the other positives are excluded so they do not
-    compete. Per query: ``-mean_p [s_p/T - log(exp(s_p/T) + sum_{n in N} exp(s_n/T))]``."""
+class _MultiPositive(RankingLoss):
+    """Base of the losses over several positives (``labels > 0``) with a softmax temperature."""
 
     def __init__(self, temperature: float = 1.0, reduction: str = "mean"):
         super().__init__(reduction)
         self.temperature = temperature
 
+    def scaled(self, scores: Tensor, labels: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """``scores / T`` and the mask of valid positives."""
+        return scores / self.temperature, (labels > 0) & mask
+
+
+class DecoupledSoftmax(_MultiPositive):
+    """DecoupledSoftmax (Gupta et al. 2024, "Dual-Encoders for Extreme Multi-Label Classification",
+    ICLR): with several positives (``labels > 0``), each positive ``p`` gets its own softmax whose
+    denominator holds ``p`` and the negatives only -- the other positives are excluded so they do not
+    compete. Per query: ``-mean_p [s_p/T - log(exp(s_p/T) + sum_{n in N} exp(s_n/T))]``."""
+
     def per_query(self, scores: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
-        s = scores / self.temperature
-        pos = (labels > 0) & mask
+        s, pos = self.scaled(scores, labels, mask)
         neg = (labels <= 0) & mask
         neg_lse = torch.logsumexp(s.masked_fill(~neg, _NEG), dim=1, keepdim=True)  # [Q, 1]
         denom = torch.logaddexp(s, neg_lse.expand_as(s))
@@ -519,19 +529,14 @@ class DecoupledSoftmax(RankingLoss):
         return el.sum(1) / pos.sum(1).clamp(min=1)
 
 
-class GroupInfoNCE(RankingLoss):
+class GroupInfoNCE(_MultiPositive):
     """Group InfoNCE (multiple-instance NCE, Miech et al. 2020, "End-to-End Learning of Visual
     Representations from Uncurated Instructional Videos", MIL-NCE): all positives of a query form one
     group in the numerator, ``-log(sum_{p in P} exp(s_p/T) / sum_{j} exp(s_j/T))``. ``group_ids`` is
     not needed: positives are ``labels > 0``."""
 
-    def __init__(self, temperature: float = 1.0, reduction: str = "mean"):
-        super().__init__(reduction)
-        self.temperature = temperature
-
     def per_query(self, scores: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
-        s = scores / self.temperature
-        pos = (labels > 0) & mask
+        s, pos = self.scaled(scores, labels, mask)
         num = torch.logsumexp(s.masked_fill(~pos, _NEG), dim=1)
         den = torch.logsumexp(s.masked_fill(~mask, _NEG), dim=1)
         return (den - num) * pos.any(1)
@@ -572,7 +577,7 @@ class PLRankPolicyGradient(RankingLoss):
     ):
         super().__init__(reduction)
         if n_samples < 2:
-            raise ValueError("n_samples must be >= 2 for the leave-one-out baseline")
+            raise ConfigError("n_samples must be >= 2 for the leave-one-out baseline")
         self.n_samples, self.k, self.temperature, self.generator = n_samples, k, temperature, generator
 
     def per_query(self, scores: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
@@ -671,5 +676,5 @@ def get_loss(name: str, **kwargs: object) -> RankingLoss:
     try:
         cls = LOSSES[name.lower()]
     except KeyError:
-        raise ValueError(f"unknown loss {name!r}; choose from {sorted(LOSSES)}") from None
+        raise ConfigError(f"unknown loss {name!r}; choose from {sorted(LOSSES)}") from None
     return cls(**kwargs)  # type: ignore[arg-type]

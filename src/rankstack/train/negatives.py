@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rankstack.data.records import Run, ranked_items
+from rankstack.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -99,22 +100,22 @@ class NegativeMiner:
 
     def __post_init__(self) -> None:
         if self.strategy not in ("hard", "random", "mixed"):
-            raise ValueError(f"strategy must be 'hard', 'random' or 'mixed', got {self.strategy!r}")
+            raise ConfigError(f"strategy must be 'hard', 'random' or 'mixed', got {self.strategy!r}")
         if self.pooling not in ("none", "skip", "weight"):
-            raise ValueError(f"pooling must be 'none', 'skip' or 'weight', got {self.pooling!r}")
+            raise ConfigError(f"pooling must be 'none', 'skip' or 'weight', got {self.pooling!r}")
         if self.sample not in ("uniform", "top", "balanced"):
-            raise ValueError(f"sample must be 'uniform', 'top' or 'balanced', got {self.sample!r}")
+            raise ConfigError(f"sample must be 'uniform', 'top' or 'balanced', got {self.sample!r}")
         if self.sample == "balanced" and self.teacher_scores is None:
-            raise ValueError("sample='balanced' bins candidates by teacher margin: give teacher_scores")
+            raise ConfigError("sample='balanced' bins candidates by teacher margin: give teacher_scores")
         if self.n_bins < 1:
-            raise ValueError("n_bins must be >= 1")
+            raise ConfigError("n_bins must be >= 1")
         lo, hi = self.rank_window
         if lo < 1 or hi < lo:
-            raise ValueError(f"rank_window must be 1 <= lo <= hi, got {self.rank_window}")
+            raise ConfigError(f"rank_window must be 1 <= lo <= hi, got {self.rank_window}")
         if not 0.0 <= self.random_fraction <= 1.0:
-            raise ValueError("random_fraction must be in [0, 1]")
+            raise ConfigError("random_fraction must be in [0, 1]")
         if self.n < 0:
-            raise ValueError("n must be >= 0")
+            raise ConfigError("n must be >= 0")
 
     # ------------------------------------------------------------------ public
     def mine(
@@ -133,9 +134,9 @@ class NegativeMiner:
         non-relevant documents (grade <= 0) are not excluded from the hard pool.
         """
         if self.strategy in ("hard", "mixed") and run is None:
-            raise ValueError(f"strategy={self.strategy!r} needs a candidate run")
+            raise ConfigError(f"strategy={self.strategy!r} needs a candidate run")
         if self.strategy in ("random", "mixed") and not corpus_ids:
-            raise ValueError(f"strategy={self.strategy!r} needs corpus_ids")
+            raise ConfigError(f"strategy={self.strategy!r} needs corpus_ids")
         self.stats = {"queries": 0, "no_pos_in_run": 0, "dropped_margin": 0, "dropped_teacher": 0,
                       "dropped_pooling": 0, "topped_up": 0, "short": 0, "unbalanced": 0}
         qids = list(query_ids) if query_ids is not None else [q for q, d in qrels.items() if any(g > 0 for g in d.values())]
@@ -297,7 +298,7 @@ class RemineCallback(_trainer_callback_base()):  # type: ignore[misc]
         corpus_ids: Sequence[str] | None = None,
     ):
         if every_n_steps < 1:
-            raise ValueError("every_n_steps must be >= 1")
+            raise ConfigError("every_n_steps must be >= 1")
         self.miner, self.dataset, self.qrels, self.pool = miner, dataset, qrels, pool
         self.rescore, self.every_n_steps, self.corpus_ids = rescore, every_n_steps, corpus_ids
         self.rounds = 0

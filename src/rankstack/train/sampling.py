@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from rankstack.errors import ConfigError
+
 __all__ = [
     "kmeans",
     "TopicAwareSampler",
@@ -46,7 +48,7 @@ def kmeans(x: np.ndarray, k: int, seed: int = 0, iters: int = 50) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     n = len(x)
     if not 1 <= k <= n:
-        raise ValueError(f"k must be in [1, {n}], got {k}")
+        raise ConfigError(f"k must be in [1, {n}], got {k}")
     rng = np.random.default_rng(seed)
     centers = [x[rng.integers(n)]]
     d2 = ((x - centers[0]) ** 2).sum(1)
@@ -79,7 +81,7 @@ class TopicAwareSampler:
 
     def __init__(self, clusters: Sequence[int], batch_size: int, seed: int = 0, drop_last: bool = False):
         if batch_size < 1:
-            raise ValueError("batch_size must be >= 1")
+            raise ConfigError("batch_size must be >= 1")
         self.clusters = np.asarray(clusters)
         self.batch_size, self.seed, self.drop_last = batch_size, seed, drop_last
         self.epoch = 0
@@ -126,7 +128,7 @@ def balanced_margin_pairs(
     p = np.asarray(pos_scores, dtype=np.float64)
     n = np.asarray(neg_scores, dtype=np.float64)
     if len(p) == 0 or len(n) == 0:
-        raise ValueError("need at least one positive and one negative score")
+        raise ConfigError("need at least one positive and one negative score")
     margins = (p[:, None] - n[None, :]).ravel()
     lo, hi = margins.min(), margins.max()
     if hi == lo:
@@ -193,7 +195,7 @@ class DynamicLossWeighting:
 
     def __init__(self, temperature: float = 1.0, momentum: float = 0.9, mix: float = 0.5):
         if temperature <= 0 or not 0 <= momentum < 1 or not 0 <= mix <= 1:
-            raise ValueError("need temperature > 0, 0 <= momentum < 1, 0 <= mix <= 1")
+            raise ConfigError("need temperature > 0, 0 <= momentum < 1, 0 <= mix <= 1")
         self.temperature, self.momentum, self.mix = temperature, momentum, mix
         self.ema: dict[int, float] = {}
 

@@ -25,8 +25,6 @@ import numpy as np
 Candidate = str | Sequence[str]
 
 
-class BackendError(RuntimeError):
-    """A backend failed (server unreachable, bad response, model cannot be loaded)."""
 
 
 @dataclass

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from rankstack.errors import BackendError
 from rankstack.llm.backends.base import (
     Backend,
-    BackendError,
     Candidate,
     Generation,
     candidate_alternatives,
@@ -71,7 +71,7 @@ class TransformersBackend(Backend):
         template: str | None = None,
         threads: int | None = None,
     ):
-        from rankstack.stages.registry import require
+        from rankstack.optional import require
 
         torch = require("torch", "llm")
         transformers = require("transformers", "llm")

@@ -34,9 +34,9 @@ from typing import Any
 
 import numpy as np
 
+from rankstack.errors import BackendError, ConfigError
 from rankstack.llm.backends.base import (
     Backend,
-    BackendError,
     Candidate,
     Generation,
     candidate_alternatives,
@@ -64,13 +64,13 @@ class HTTPBackend(Backend):
         backoff: float = 0.5,
         echo_top_logprobs: int = 1000,
     ):
-        from rankstack.stages.registry import require
+        from rankstack.optional import require
 
         httpx = require("httpx", "llm")
         if endpoint not in ("chat", "completions"):
-            raise ValueError(f"endpoint must be 'chat' or 'completions', got {endpoint!r}")
+            raise ConfigError(f"endpoint must be 'chat' or 'completions', got {endpoint!r}")
         if template not in (*TEMPLATES, "raw"):
-            raise ValueError(f"unknown template {template!r}; use one of {[*TEMPLATES, 'raw']}")
+            raise ConfigError(f"unknown template {template!r}; use one of {[*TEMPLATES, 'raw']}")
         self.base_url = base_url.rstrip("/")
         if not self.base_url.endswith("/v1"):
             self.base_url += "/v1"

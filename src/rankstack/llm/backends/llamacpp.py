@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from rankstack.errors import BackendError
 from rankstack.llm.backends.base import (
     Backend,
-    BackendError,
     Candidate,
     Generation,
     candidate_alternatives,
@@ -39,7 +39,7 @@ class LlamaCppBackend(Backend):
 
     def __init__(self, model: str, n_ctx: int = 4096, threads: int | None = None, template: str | None = None,
                  seed: int = 0, n_batch: int = 512):
-        from rankstack.stages.registry import require
+        from rankstack.optional import require
 
         llama_cpp = require("llama_cpp", "llm")
         self.model_name = model

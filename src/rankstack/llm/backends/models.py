@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from rankstack.llm.backends.base import BackendError
+from rankstack.errors import BackendError
 
 ALIASES = ("smollm2", "gemma3-270m")
 

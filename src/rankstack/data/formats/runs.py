@@ -1,0 +1,71 @@
+"""Runs: :func:`read_run` / :func:`write_run` in TREC format (``qid Q0 docid rank score tag``)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+
+from rankstack.data.formats._lines import PathLike, _err, _find_first, _lines
+from rankstack.data.formats._write import _check_token, _Writer
+from rankstack.data.formats.detect import _check_format
+from rankstack.data.records import Run, ranked_items
+from rankstack.errors import ConfigError
+
+
+def read_run(path: PathLike, format: str = "trec", *, name: str | None = None, encoding: str = "utf-8") -> Run:
+    """Read a TREC run (``qid Q0 docid rank score tag``) into a :class:`Run`, keeping the scores.
+
+    The run's name is ``name`` or the tag of the first line. Ranks are checked to be integers but,
+    as in trec_eval, the order comes from the scores. A repeated ``(qid, docid)`` raises
+    :class:`FormatError` naming the file and both lines.
+    """
+    _check_format(format, "run")
+    data: dict[str, dict[str, float]] = {}
+    tag: str | None = None
+    for lineno, line in _lines(path, encoding):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 6:
+            raise _err(path, lineno, f"expected 6 fields (qid Q0 docid rank score tag), got {len(parts)}")
+        qid, _, did, rank, score, t = parts
+        try:
+            s = float(score)
+        except ValueError:
+            raise _err(path, lineno, f"score {score!r} is not a number") from None
+        if math.isnan(s):
+            raise _err(path, lineno, "score is NaN")
+        if not rank.lstrip("-").isdigit():
+            raise _err(path, lineno, f"rank {rank!r} is not an integer")
+        docs = data.get(qid)
+        if docs is None:
+            docs = data[qid] = {}
+        elif did in docs:
+            first = _find_first(path, encoding, lineno, qid, did, "run", False)
+            raise _err(path, lineno, f"document {did!r} repeated for query {qid!r} (first at line {first})")
+        docs[did] = s
+        if tag is None:
+            tag = t
+    return Run._wrap(data, name=name or tag or Path(path).name)
+
+
+def write_run(run: Mapping[str, Mapping[str, float]], path: PathLike, tag: str | None = None) -> Path:
+    """Write a run in TREC format: queries in string order, documents in trec_eval order (score
+    desc, doc id desc), ranks 1..n, scores as ``repr`` of the float so that reading the file back
+    gives exactly the same run. ``tag`` defaults to the run's name. Returns the path."""
+    tag = tag or getattr(run, "name", None) or "rankstack"
+    _check_token(tag, "run tag")
+    with _Writer(path) as f:
+        for qid in sorted(run):
+            _check_token(qid, "query id")
+            scores = run[qid]
+            lines = []
+            for i, (did, s) in enumerate(ranked_items(scores), 1):
+                s = float(s)
+                if math.isnan(s):
+                    raise ConfigError(f"score of ({qid}, {did}) is NaN")
+                _check_token(did, "document id")
+                lines.append(f"{qid} Q0 {did} {i} {float.__repr__(s)} {tag}\n")
+            f.writelines(lines)
+    return Path(path)
