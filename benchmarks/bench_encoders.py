@@ -157,8 +157,8 @@ def bench_memory(n: int = 1000) -> None:
 def bench_scifact(cache: str) -> None:
     from rankstack.data.formats import load_collection, read_qrels
     from rankstack.encoders.runtime import BiEncoder
-    from rankstack.measures import evaluate
     from rankstack.index.dense import DenseIndex, encode_corpus, load_embeddings
+    from rankstack.measures import evaluate
     from rankstack.stages.dense import DenseRetriever
     from rankstack.stages.fusion import fuse_runs, tune_weights
 

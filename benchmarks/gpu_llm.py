@@ -25,9 +25,9 @@ def main() -> None:
     ap.add_argument("--max-words", type=int, default=60)
     args = ap.parse_args()
 
+    from bench_llm import load_dl19, ndcg10
     from scipy.stats import kendalltau
 
-    from bench_llm import load_dl19, ndcg10
     from rankstack.llm.backends import make_backend
     from rankstack.stages.llm import LLMReranker
 

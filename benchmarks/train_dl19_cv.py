@@ -278,8 +278,9 @@ def main() -> None:
     only = {int(x) for x in a.only_folds.split(",") if x}
     def untrained() -> str:
         """The segment-cosine model as built from the backbone, saved once (its scores use no judgment)."""
-        from rankstack.encoders.segment_cosine import from_bi_encoder
         from transformers import AutoTokenizer
+
+        from rankstack.encoders.segment_cosine import from_bi_encoder
 
         path = f"{a.out}/{name}-untrained"
         if not os.path.isdir(path):

@@ -147,8 +147,9 @@ def test_rerank_setwise_debiased_with_the_packaged_llm(tmp_path):
     qs = tmp_path / "q.tsv"
     qs.write_text("".join((DL19 / "queries.tsv").read_text().splitlines(keepends=True)[:2]))
     out = tmp_path / "sw.trec"
+    # two of the run's 43 queries: the others are left out on purpose (without --skip-missing it is an error)
     p = rs("rerank", str(DL19 / "bm25.top100.trec"), str(qs), "dl19", "-o", str(out), "--reranker", "setwise",
-           "--strategy", "heap", "--debias", "cyclic", "--k", "3")
+           "--strategy", "heap", "--debias", "cyclic", "--k", "3", "--skip-missing")
     assert p.returncode == 0, p.stderr
     lines = out.read_text().splitlines()
     assert len(lines) == 2 * 3 and len({x.split()[0] for x in lines}) == 2
@@ -210,3 +211,41 @@ def test_index_dense_without_a_model_takes_the_default(tmp_path):
            "hybrid", "--k", "5")
     assert p.returncode == 0, p.stderr
     assert len((tmp_path / "run").read_text().splitlines()) == 5
+
+
+def test_bare_command_prints_help_and_version_exits_zero():
+    p = rs()
+    assert p.returncode == 0 and "Commands" in p.stdout and "error" not in p.stderr  # was exit 2, NoArgsIsHelpError
+    p = rs("--version")
+    assert p.returncode == 0 and p.stdout.strip().startswith("rankstack ")
+
+
+def test_cranfield_loads_by_name():
+    from rankstack.data import datasets
+
+    c = datasets.load("cranfield")  # was: unknown qrels format 'smart'
+    assert (len(c.docs), len(c.queries), len(c.qrels)) == (1400, 225, 225)
+
+
+def test_search_a_beir_split_only(tmp_path):
+    import json
+
+    docs = tmp_path / "corpus.jsonl"
+    docs.write_text("".join(json.dumps({"_id": f"d{i}", "text": f"topic {i % 5} words"}) + "\n" for i in range(20)))
+    (tmp_path / "queries.jsonl").write_text("".join(json.dumps({"_id": f"q{i}", "text": f"topic {i}"}) + "\n"
+                                                    for i in range(5)))
+    (tmp_path / "qrels").mkdir()
+    (tmp_path / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq3\td3\t1\n")
+    assert rs("index", str(docs), "-o", str(tmp_path / "idx")).returncode == 0
+    p = rs("search", str(tmp_path / "idx"), str(tmp_path / "queries.jsonl"), "-o", str(tmp_path / "run"), "--split", "test")
+    assert p.returncode == 0, p.stderr
+    assert {line.split()[0] for line in (tmp_path / "run").read_text().splitlines()} == {"q1", "q3"}  # not all 5
+    p = rs("search", str(tmp_path / "idx"), str(tmp_path / "queries.jsonl"), "-o", str(tmp_path / "run"), "--split", "dev")
+    assert p.returncode == 2 and "qrels/dev.tsv: no such file" in p.stderr
+
+
+def test_rerank_shows_progress_for_encoders(tmp_path):
+    p = rs("rerank", str(DL19 / "bm25.top100.trec"), str(DL19 / "queries.tsv"), "dl19", "-o", str(tmp_path / "x"),
+           "--reranker", "dense-rerank", "--k", "3")
+    assert p.returncode == 0, p.stderr
+    assert "encoding" in p.stderr and "/" in p.stderr and "text/s" in p.stderr.replace("texts/s", "text/s")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -193,3 +194,18 @@ def test_llamacpp_kv_prefix_reuse_is_exact():
             fresh.close()
     finally:
         lc.close()
+
+
+def test_transformers_backend_leaves_the_process_environment_alone():
+    """It loads the packaged model with local_files_only instead of setting HF_HUB_OFFLINE=1 for the
+    whole process (which changed every other library's behaviour)."""
+    import subprocess
+    import sys
+
+    code = ("import os\nfrom rankstack.llm.backends.hf import TransformersBackend\n"
+            "b = TransformersBackend('smollm2', threads=1)\n"
+            "print(os.environ.get('HF_HUB_OFFLINE'), b.next_token_logprobs(['Is water wet?'], ['Yes', 'No']).shape)\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.strip().splitlines()[-1] == "None (1, 2)"

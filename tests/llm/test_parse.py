@@ -136,3 +136,21 @@ def test_hypothesis_id_lists(ids, n, sep, brackets):
         if 1 <= i <= n and i - 1 not in want:
             want.append(i - 1)
     assert r.order[: len(want)] == want
+
+
+def test_think_stripping_is_linear_and_equals_the_regex_form():
+    """Repeated unclosed <think> tags: the old regex rescanned the rest of the text from each one
+    (105k characters took 8.4 s); the one-pass form gives the same output for every input."""
+    import random
+    import time
+
+    from rankstack.llm import parse
+
+    rng = random.Random(0)
+    toks = ["<think>", "</think>", "<THINK>", "a", " b ", "[1]", "</Think>", "x>", "<thin", "\n"]
+    for _ in range(5000):
+        t = "".join(rng.choice(toks) for _ in range(rng.randint(0, 15)))
+        assert parse._THINK_BLOCK.subn(" ", t) == parse._strip_think_blocks(t), t
+    t0 = time.perf_counter()
+    out, repairs = parse.strip_think("<think>" * 15000 + "[2] > [1]")
+    assert time.perf_counter() - t0 < 1.0 and out == "" and repairs == ["think-unclosed"]

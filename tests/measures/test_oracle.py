@@ -274,3 +274,23 @@ def test_dl19_matches_pytrec_eval(dl19: tuple[dict, dict]) -> None:
                 )
         want_rr = sum(v["recip_rank"] for v in rr.values()) / len(rr)
         assert ev[f"RR(rel={level})@10"] == pytest.approx(want_rr, abs=1e-12)
+
+
+def test_a_relevance_level_no_judgment_reaches_is_warned() -> None:
+    qrels = {"q": {"a": 1, "b": 0}}
+    with pytest.warns(UserWarning, match=r"P\(rel=2\)@5: no judgment reaches that relevance level .* highest grade in the qrels is 1"):
+        ev = evaluate(qrels, {"q": {"a": 2.0, "b": 1.0}}, ["P(rel=2)@5", "nDCG@10"])
+    assert ev["P(rel=2)@5"] == 0.0 and ev["nDCG@10"] == 1.0
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        evaluate({"q": {"a": 2}}, {"q": {"a": 1.0}}, ["P(rel=2)@5"])  # reachable: no warning
+
+
+def test_a_grade_out_of_range_is_a_clear_error() -> None:
+    from rankstack.errors import ConfigError
+
+    for big in (2**63, 10**20):  # was a StopIteration (an internal error in the CLI)
+        with pytest.raises(ConfigError, match=r"document 'd1': grade .* is out of range"):
+            evaluate({"1": {"d1": big, "d2": 1}}, {"1": {"d1": 2.0, "d2": 1.0}}, ["nDCG@10"])

@@ -51,7 +51,7 @@ KNOWN: dict[str, DatasetSpec] = {
         DatasetSpec(
             "cranfield", "cranfield", "cran.all.1400", "cran.qry", "cran.qrels",
             "Cranfield: 1,400 aeronautics abstracts, 225 queries (SMART)",
-            doc_format="smart", query_format="smart", qrels_format="smart",
+            doc_format="smart", query_format="smart", qrels_format="cranfield",
         ),
     ]
 }

@@ -38,8 +38,9 @@ import numpy as np
 # one-way edge into the formats package: only the low-level document reader (formats.docs never
 # imports this module; load_collection(store="docstore") in formats.collection imports it lazily)
 from rankstack.data.formats.docs import read_docs
-from rankstack.data.records import Document
+from rankstack.data.records import DocsHasher, Document, docs_fingerprint
 from rankstack.errors import ConfigError, DocumentNotFoundError, DuplicateDocumentError, FormatError
+from rankstack.manifest import verify, write_manifest
 from rankstack.progress import Bar
 
 __all__ = ["DocStore", "DocumentNotFoundError", "DuplicateDocumentError"]
@@ -68,16 +69,21 @@ class DocStore(Mapping[str, Document]):
         meta_path = self.path / "meta.json"
         if not meta_path.exists():
             raise FileNotFoundError(f"{self.path}: not a DocStore (no meta.json); build it with DocStore.build")
-        self.meta: dict[str, Any] = json.loads(meta_path.read_text())
+        try:
+            self.meta: dict[str, Any] = json.loads(meta_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise FormatError(f"{meta_path}: not valid JSON ({e}); the store is damaged: rebuild it "
+                              "(rankstack index)") from None
         if self.meta.get("version") != _VERSION:
             raise FormatError(f"{self.path}: DocStore version {self.meta.get('version')} != {_VERSION}; rebuild it")
+        verify(self.path)  # sizes against checksums.json (the checksums themselves: rankstack check)
         self._n = int(self.meta["count"])
         mode = "r" if self._n else None  # numpy cannot memory-map an empty array
-        self._off = np.load(self.path / "text_off.npy", mmap_mode=mode)
-        self._tlen = np.load(self.path / "title_len.npy", mmap_mode=mode)
-        self._ioff = np.load(self.path / "ids_off.npy", mmap_mode=mode)
-        self._hash = np.load(self.path / "hash.npy", mmap_mode=mode)
-        self._hrow = np.load(self.path / "hash_row.npy", mmap_mode=mode)
+        self._off = _load(self.path / "text_off.npy", mode)
+        self._tlen = _load(self.path / "title_len.npy", mode)
+        self._ioff = _load(self.path / "ids_off.npy", mode)
+        self._hash = _load(self.path / "hash.npy", mode)
+        self._hrow = _load(self.path / "hash_row.npy", mode)
         for name, arr, n in (("text_off", self._off, self._n + 1), ("title_len", self._tlen, self._n),
                              ("ids_off", self._ioff, self._n + 1), ("hash", self._hash, self._n),
                              ("hash_row", self._hrow, self._n)):
@@ -85,8 +91,22 @@ class DocStore(Mapping[str, Document]):
                 raise FormatError(f"{self.path}/{name}.npy has {len(arr)} entries, expected {n}: store is corrupt")
         self._text = _map(self.path / "text.bin")
         self._ids = _map(self.path / "ids.bin")
+        for name, data, want in (("text.bin", self._text, int(self._off[-1]) if self._n else 0),
+                                 ("ids.bin", self._ids, int(self._ioff[-1]) if self._n else 0)):
+            if len(data) != want:
+                raise FormatError(f"{self.path}/{name} has {len(data):,} bytes, the store's offsets need {want:,}: "
+                                  "the file is truncated or damaged; rebuild the store (rankstack index)")
         _advise(self._text, "MADV_RANDOM")  # lookups are random: no readahead of neighbouring pages
         _advise(self._ids, "MADV_RANDOM")
+
+    @property
+    def fingerprint(self) -> str:
+        """Content fingerprint of the documents (ids, titles, texts, in order), written at build time
+        (computed once for stores built before it was recorded)."""
+        fp = self.meta.get("fingerprint")
+        if fp is None:
+            fp = self.meta["fingerprint"] = docs_fingerprint(self.iter_docs())
+        return str(fp)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -112,10 +132,11 @@ class DocStore(Mapping[str, Document]):
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         try:
-            n = _write(docs, tmp, progress)
+            n, fingerprint = _write(docs, tmp, progress)
             meta = {"version": _VERSION, "count": n, "id_map": "blake2b64-sorted", "source": source or {},
-                    "built_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                    "fingerprint": fingerprint, "built_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+            write_manifest(tmp, [*_FILES, "meta.json"], "docstore", "rebuild it: rankstack index COLLECTION -o DIR")
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)
@@ -276,6 +297,17 @@ class DocStore(Mapping[str, Document]):
         self.__init__(state["path"])  # type: ignore[misc]
 
 
+def _load(p: Path, mode: str | None) -> np.ndarray:
+    """An ``.npy`` array of the store, memory-mapped; a damaged file is named, with the fix."""
+    try:
+        return np.load(p, mmap_mode=mode)
+    except FileNotFoundError:
+        raise FormatError(f"{p}: missing; the store is incomplete: rebuild it (rankstack index)") from None
+    except (ValueError, OSError, EOFError) as e:
+        raise FormatError(f"{p}: unreadable ({e}): the file is truncated or damaged; rebuild the store "
+                          "(rankstack index)") from None
+
+
 def _map(p: Path) -> mmap.mmap | bytes:
     if p.stat().st_size == 0:
         return b""
@@ -290,7 +322,9 @@ def _advise(m: mmap.mmap | bytes, name: str) -> None:
         m.madvise(flag)
 
 
-def _write(docs: Iterable[Document], d: Path, progress: bool) -> int:
+def _write(docs: Iterable[Document], d: Path, progress: bool) -> tuple[int, str]:
+    """Write the store's files; returns the number of documents and their content fingerprint."""
+    hasher = DocsHasher()
     off = array("q", [0])
     ioff = array("q", [0])
     tlen = array("I")
@@ -308,6 +342,7 @@ def _write(docs: Iterable[Document], d: Path, progress: bool) -> int:
             bid = doc.id.encode("utf-8")
             if not bid:
                 raise ConfigError(f"empty document id (item #{n + 1})")
+            hasher.add(doc)
             bt = doc.title.encode("utf-8")
             bx = doc.text.encode("utf-8")
             ft.write(bt)
@@ -352,4 +387,4 @@ def _write(docs: Iterable[Document], d: Path, progress: bool) -> int:
     np.save(d / "title_len.npy", np.frombuffer(tlen, dtype=np.uint32) if n else np.zeros(0, np.uint32))
     np.save(d / "hash.npy", hs)
     np.save(d / "hash_row.npy", order.astype(np.uint32 if n < 2**32 else np.int64))
-    return n
+    return n, hasher.hexdigest()

@@ -198,6 +198,45 @@ class Run(_ByQuery, Mapping[str, dict[str, float]]):
         return f"Run({self.name!r}, queries={len(self)}, items={self.num_items()})"
 
 
+class DocsHasher:
+    """The content fingerprint of a document collection, fed one document at a time (ids, titles
+    and texts, in order): what ``DocStore.build`` stores and every content-keyed cache compares."""
+
+    def __init__(self) -> None:
+        self._h = hashlib.sha256()
+
+    def add(self, doc: Document) -> None:
+        h = self._h
+        for part in (doc.id, doc.title, doc.text):
+            b = part.encode()
+            h.update(len(b).to_bytes(8, "little"))
+            h.update(b)
+
+    def hexdigest(self) -> str:
+        return self._h.hexdigest()[:32]
+
+
+def docs_fingerprint(docs: Iterable[Document]) -> str:
+    """:class:`DocsHasher` over ``docs``: equal iff the ids, titles and texts are equal, in order."""
+    h = DocsHasher()
+    for d in docs:
+        h.add(d)
+    return h.hexdigest()
+
+
+class FingerprintedDocs(dict):
+    """A ``doc id -> Document`` dict that knows its content fingerprint (computed once, on first use),
+    so that caches keyed by it change when any text changes."""
+
+    _fp: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fp is None:
+            self._fp = docs_fingerprint(self.values())
+        return self._fp
+
+
 def queries_fingerprint(queries: Iterable[Query]) -> str:
     h = hashlib.sha256()
     for q in queries:

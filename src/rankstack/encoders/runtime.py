@@ -417,6 +417,10 @@ class BiEncoder(_Runtime):
         return out
 
 
+#: architecture names of models with a scoring head (transformers' and rankstack's own)
+_SCORING_HEADS = ("ForSequenceClassification", "ForSegmentCosine")
+
+
 class CrossEncoderModel(_Runtime):
     """A cross-encoder scoring ``(query, document)`` pairs: ``predict(pairs) -> float array``.
 
@@ -426,14 +430,27 @@ class CrossEncoderModel(_Runtime):
     ``CrossEncoder.predict`` applies by default (the configured ``activation_fn``, else a sigmoid for
     one label and identity for several); ``"none"`` returns logits. Activations are computed in
     float64 so that large logits do not saturate into ties.
+
+    A checkpoint without a trained scoring head (a bi-encoder such as all-MiniLM-L6-v2, whose
+    ``config.json`` names a bare ``BertModel``) is refused: transformers would score with a randomly
+    initialised head. ``allow_new_head=True`` accepts it (to start a training run from it).
     """
 
     kind = "cross-encoder"
 
-    def __init__(self, model: str | os.PathLike | None = None, *, activation: str = "default", **kwargs: Any):
+    def __init__(self, model: str | os.PathLike | None = None, *, activation: str = "default",
+                 allow_new_head: bool = False, **kwargs: Any):
         super().__init__(model, **kwargs)
         cfg_path = Path(self.model_path) / "config.json"
         cfg = _read_json(cfg_path) if cfg_path.exists() else {}
+        archs = cfg.get("architectures") or []
+        if archs and not allow_new_head and not any(a.endswith(_SCORING_HEADS) for a in archs):
+            raise ConfigError(
+                f"{self.model_path} is not a cross-encoder: its config.json names {', '.join(archs)}, a model "
+                "without a trained scoring head (transformers would score with a random one). Use a trained "
+                "cross-encoder, or rerank with this model as a bi-encoder (dense-rerank); allow_new_head=True "
+                "starts from it anyway (for training)")
+        self.allow_new_head = allow_new_head
         transformers = require("transformers", "dense")
         _register_own_models()
         self.num_labels = int(transformers.AutoConfig.from_pretrained(self.model_path).num_labels)

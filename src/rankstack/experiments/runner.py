@@ -19,7 +19,8 @@ from rankstack.stages.base import Cached, Cutoff, FromRun, Stage
 from rankstack.stages.build import BuildContext, build_pipeline
 
 
-def context_for(name: str, collection: Collection, cache_root: Path, progress: bool = True) -> BuildContext:
+def context_for(name: str, collection: Collection, cache_root: Path, progress: bool = True,
+                rebuild: bool = False) -> BuildContext:
     """The build context of collection ``name`` in an experiment: artifacts built once under
     ``cache_root/<name>``, models of ``train`` tables trained once under ``cache_root/models``."""
     from rankstack.experiments.training import trained_model
@@ -27,8 +28,8 @@ def context_for(name: str, collection: Collection, cache_root: Path, progress: b
     def trainer(stage: str, table: dict[str, Any], where: str) -> str:
         return trained_model(table, stage, cache_root, where)
 
-    return BuildContext(collection, cache_root / name.replace("/", "_"), trainer=trainer,
-                        progress=progress)
+    return BuildContext(collection, cache_root / name.replace("/", "_"), trainer=trainer, progress=progress,
+                        rebuild=rebuild)
 
 
 def run_pipeline(pspec: PipelineSpec, ctx: BuildContext, cache: bool = True) -> Run:
@@ -54,7 +55,7 @@ def run_experiment(spec: ExperimentSpec, progress: bool = True, cache: bool = Tr
             prog.describe(f"{cname}: {pspec.name}")
             if cname not in by_coll:
                 coll = datasets.load(cname)
-                by_coll[cname] = context_for(cname, coll, cache_root, progress)
+                by_coll[cname] = context_for(cname, coll, cache_root, progress, rebuild=not cache)
             ctx = by_coll[cname]
             t0 = time.perf_counter()
             run = run_pipeline(pspec, ctx, cache=cache)

@@ -26,6 +26,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from rankstack.data.records import FingerprintedDocs, queries_fingerprint
 from rankstack.errors import ConfigError
 from rankstack.index.artifact import is_complete, mark_complete
 
@@ -41,9 +42,12 @@ def _config_class(kind: str) -> type:
     return CrossEncoderTrainConfig if kind == "cross" else BiEncoderTrainConfig
 
 
-def model_dir(train: dict[str, Any], kind: str, cache_root: Path) -> Path:
-    """Where the model of this ``train`` table lives (the hash covers every field of the table)."""
-    blob = json.dumps({"kind": kind, "recipe": RECIPE_VERSION, **train}, sort_keys=True, default=str)
+def model_dir(train: dict[str, Any], kind: str, cache_root: Path, data: str | None = None) -> Path:
+    """Where the model of this ``train`` table lives: the hash covers every field of the table and
+    ``data``, the content fingerprint of the training collection (texts, queries, judgments), so a
+    changed collection trains a new model instead of reusing a stale one."""
+    blob = json.dumps({"kind": kind, "recipe": RECIPE_VERSION, **train, **({"data": data} if data else {})},
+                      sort_keys=True, default=str)
     tag = hashlib.sha256(blob.encode()).hexdigest()[:12]
     return cache_root / "models" / f"{kind}-{tag}"
 
@@ -74,7 +78,17 @@ def trained_model(train: dict[str, Any], stage: str, cache_root: Path, where: st
         raise ConfigError(f"{where}: unknown 'train' field(s) {unknown}; known: dataset, depth, "
                           f"{', '.join(sorted(set(cls.rankstack_fields()) - banned))} (and every transformers "
                           f"TrainingArguments field)")
-    out = model_dir(train, kind, cache_root)
+    try:
+        coll = datasets.load(dataset)
+    except (KeyError, ValueError, FileNotFoundError) as e:
+        raise ConfigError(f"{where}: 'train' dataset: {e.args[0] if e.args else e}") from None
+    if coll.qrels is None:
+        raise ConfigError(f"{where}: 'train' dataset {dataset!r} has no qrels to train on")
+    docs = FingerprintedDocs(coll.docs if isinstance(coll.docs, dict) else {d.id: d for d in coll.docs})
+    data = hashlib.sha256("\x00".join([docs.fingerprint, queries_fingerprint(coll.queries),
+                                        json.dumps({q: dict(v) for q, v in coll.qrels.items()}, sort_keys=True)]).encode()
+                          ).hexdigest()[:16]
+    out = model_dir(train, kind, cache_root, data)
     final = out / "final"
     if is_complete(final):
         return str(final)
@@ -84,16 +98,9 @@ def trained_model(train: dict[str, Any], stage: str, cache_root: Path, where: st
     from rankstack.train.negatives import NegativeMiner
     from rankstack.train.trainer import train_bi_encoder, train_cross_encoder
 
-    try:
-        coll = datasets.load(dataset)
-    except (KeyError, ValueError, FileNotFoundError) as e:
-        raise ConfigError(f"{where}: 'train' dataset: {e.args[0] if e.args else e}") from None
-    if coll.qrels is None:
-        raise ConfigError(f"{where}: 'train' dataset {dataset!r} has no qrels to train on")
-    docs = coll.docs if isinstance(coll.docs, dict) else {d.id: d for d in coll.docs}
     # BM25 candidates of the training queries (index and run cached like the experiment's own)
     coll_cache = cache_root / dataset.replace("/", "_")
-    ctx = BuildContext(coll, coll_cache, progress=False)
+    ctx = BuildContext(coll, coll_cache, progress=False, _docs=docs)
     run = Cached(ctx.bm25_index().retriever(k=depth), coll_cache / "runs")(coll.queries)
 
     negatives = dict(spec.pop("negatives", {}) or {})

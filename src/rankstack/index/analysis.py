@@ -112,6 +112,11 @@ _EMOJI_MOD = "\ufe0e\ufe0f\U0001f3fb-\U0001f3ff"
 _REGIONAL = "\U0001f1e6-\U0001f1ff"
 
 
+#: the longest token indexed (Lucene's StandardTokenizer default ``maxTokenLength``); a longer one
+#: is cut to this length, counted, and reported by the index build
+MAX_TOKEN_LENGTH = 255
+
+
 def _class_of(categories: tuple[str, ...], exclude: tuple[int, ...] = ()) -> str:
     """A regex class body of the BMP characters in the given Unicode general categories.
 
@@ -293,6 +298,8 @@ class EnglishAnalyzer:
         self._regex = _token_regex()
         #: raw (lower-cased, possessive-stripped) token -> analysed term, or None for a stop word
         self._cache: dict[str, str | None] = {}
+        #: distinct raw tokens longer than MAX_TOKEN_LENGTH seen so far (each cut to that length)
+        self.truncated_tokens = 0
         self._mappers: dict[bool, _IdMapper] = {}
 
     # -- configuration ---------------------------------------------------------------------------
@@ -346,20 +353,29 @@ class EnglishAnalyzer:
         new.sort()  # PyStemmer is deterministic; sorting only makes the call order reproducible
         stop = self.stopwords
         keep: list[str] = []
-        short: list[str] = []
+        keep_src: list[str] = []
         for t in new:
-            if t in stop:
+            src = self._bounded(t)
+            if src in stop:
                 cache[t] = None
-            elif self._stemmer is None or len(t) < self.min_stem_length:
-                short.append(t)
+            elif self._stemmer is None or len(src) < self.min_stem_length:
+                cache[t] = src
             else:
                 keep.append(t)
-        cache.update(zip(short, short))
+                keep_src.append(src)
         if keep:
-            stems = self._stemmer.stemWords(keep)
+            stems = self._stemmer.stemWords(keep_src)
             if self.stemmer_name == "porter":
                 stems = [lucene_porter_fix(s) if s.endswith(("bli", "logi")) else s for s in stems]
             cache.update(zip(keep, stems))
+
+    def _bounded(self, raw: str) -> str:
+        """``raw`` cut to :data:`MAX_TOKEN_LENGTH` characters (counted in ``truncated_tokens``): one
+        absurd token must not make every term of the vocabulary megabytes wide."""
+        if len(raw) <= MAX_TOKEN_LENGTH:
+            return raw
+        self.truncated_tokens += 1
+        return raw[:MAX_TOKEN_LENGTH]
 
     def analyze(self, text: str) -> list[str]:
         """The terms Lucene would index for ``text``, in order."""
@@ -389,12 +405,13 @@ class EnglishAnalyzer:
             return self._cache[raw]
         except KeyError:
             pass
-        if raw in self.stopwords:
+        src = self._bounded(raw)
+        if src in self.stopwords:
             out = None
-        elif self._stemmer is None or len(raw) < self.min_stem_length:
-            out = raw
+        elif self._stemmer is None or len(src) < self.min_stem_length:
+            out = src
         else:
-            out = self._stemmer.stemWord(raw)
+            out = self._stemmer.stemWord(src)
             if self.stemmer_name == "porter" and out.endswith(("bli", "logi")):
                 out = lucene_porter_fix(out)
         self._cache[raw] = out

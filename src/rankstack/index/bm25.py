@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from operator import itemgetter
 from pathlib import Path
@@ -40,8 +41,9 @@ import numpy as np
 
 from rankstack import registry
 from rankstack.data.records import Document
-from rankstack.errors import ConfigError
-from rankstack.index.analysis import EnglishAnalyzer
+from rankstack.errors import ConfigError, FormatError
+from rankstack.index.analysis import MAX_TOKEN_LENGTH, EnglishAnalyzer
+from rankstack.manifest import verify, write_manifest
 from rankstack.progress import Bar
 
 __all__ = [
@@ -245,6 +247,7 @@ class BM25Index:
             batch_ids.clear()
             batch_texts.clear()
 
+        truncated0 = getattr(analyzer, "truncated_tokens", 0)
         for doc in docs:
             did, body = _contents(doc, fields)
             ids.append(did)
@@ -254,6 +257,10 @@ class BM25Index:
                 flush()
         flush()
         bar.close()
+        cut = getattr(analyzer, "truncated_tokens", 0) - truncated0
+        if cut:
+            warnings.warn(f"BM25 index: {cut} distinct tokens longer than {MAX_TOKEN_LENGTH} characters were cut "
+                          f"to that length", UserWarning, stacklevel=2)
 
         n = len(ids)
         if len(set(ids)) != n:
@@ -333,6 +340,8 @@ class BM25Index:
         tmp = p / "meta.json.tmp"
         tmp.write_text(json.dumps(self.meta, indent=1, sort_keys=True), encoding="utf-8")
         os.replace(tmp, meta_path)
+        write_manifest(p, [f"{n}.npy" for n in self._ARRAYS] + ["vocab.txt", "meta.json"], "bm25",
+                       "rebuild it: rankstack index COLLECTION -o DIR (or delete it from the cache)")
         self.path = p
         return p
 
@@ -346,7 +355,11 @@ class BM25Index:
         meta_path = p / "meta.json"
         if not meta_path.is_file():
             raise FileNotFoundError(f"{p} is not a rankstack BM25 index: {meta_path} is missing")
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        verify(p)
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise FormatError(f"{meta_path}: not valid JSON ({e}); rebuild the index") from None
         if meta.get("format") != FORMAT:
             raise ConfigError(f"{meta_path}: index format {meta.get('format')!r}, this rankstack reads {FORMAT!r}")
         arrays = {}
@@ -354,7 +367,10 @@ class BM25Index:
             f = p / f"{name}.npy"
             if not f.is_file():
                 raise FileNotFoundError(f"BM25 index {p} is incomplete: {f.name} is missing")
-            arrays[name] = np.load(f, mmap_mode="r" if mmap else None, allow_pickle=False)
+            try:
+                arrays[name] = np.load(f, mmap_mode="r" if mmap else None, allow_pickle=False)
+            except (ValueError, OSError, EOFError) as e:
+                raise FormatError(f"{f}: unreadable ({e}): truncated or damaged; rebuild the index") from None
         text = (p / "vocab.txt").read_text(encoding="utf-8")
         terms = text.split("\n") if text else []
         if len(terms) != meta["num_terms"]:

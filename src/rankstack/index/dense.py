@@ -29,8 +29,9 @@ from typing import Any
 import numpy as np
 
 from rankstack import registry
-from rankstack.data.records import Document
-from rankstack.errors import ConfigError, StageError
+from rankstack.data.records import Document, docs_fingerprint
+from rankstack.errors import ConfigError, FormatError, IndexMismatchError, StageError
+from rankstack.manifest import verify, write_manifest
 from rankstack.optional import require
 from rankstack.progress import Bar
 
@@ -100,10 +101,15 @@ def encode_corpus(
         "shard_size": shard_size,
         "metric": metric,
         "ids_digest": _ids_digest(ids),
+        "docs": docs_fingerprint(doc_list),
     }
     meta_path = out / META_FILE
     if meta_path.exists():
-        old = json.loads(meta_path.read_text())
+        try:
+            old = json.loads(meta_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise FormatError(f"{meta_path}: not valid JSON ({e}): the encoding is damaged; delete {out} "
+                              "and encode again") from None
         for key in ("model", "n", "shard_size", "metric", "ids_digest"):
             if json.dumps(old.get(key), sort_keys=True, default=str) != json.dumps(
                 meta[key], sort_keys=True, default=str
@@ -112,6 +118,10 @@ def encode_corpus(
                     f"{meta_path}: existing encoding has a different {key} ({old.get(key)!r} != {meta[key]!r}); "
                     "use another directory or delete it"
                 )
+        if old.get("docs", meta["docs"]) != meta["docs"]:
+            raise IndexMismatchError(f"{meta_path}: the existing encoding was made from other document texts "
+                                     f"(content fingerprint {old.get('docs')} != {meta['docs']}); delete {out} "
+                                     "or use another directory")
     else:
         (out / IDS_FILE).write_text("\n".join(ids) + ("\n" if ids else ""))
         meta_path.write_text(json.dumps(meta, indent=1, default=str))
@@ -148,7 +158,11 @@ def encode_corpus(
 def load_embeddings(enc_dir: str | os.PathLike) -> tuple[list[str], np.ndarray]:
     """Ids and embeddings of a complete :func:`encode_corpus` directory."""
     d = Path(enc_dir)
-    meta = json.loads((d / META_FILE).read_text())
+    try:
+        meta = json.loads((d / META_FILE).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise FormatError(f"{d / META_FILE}: not valid JSON ({e}): the encoding is damaged; delete {d} and "
+                          "encode again") from None
     ids = (d / IDS_FILE).read_text().split("\n")[: meta["n"]]
     n_shards = (meta["n"] + meta["shard_size"] - 1) // meta["shard_size"]
     parts = []
@@ -156,7 +170,11 @@ def load_embeddings(enc_dir: str | os.PathLike) -> tuple[list[str], np.ndarray]:
         p = d / "shards" / f"{s:05d}.npy"
         if not p.exists():
             raise StageError(f"{d}: shard {p.name} is missing; finish the encoding (encode_corpus resumes)")
-        parts.append(np.load(p))
+        try:
+            parts.append(np.load(p))
+        except (ValueError, OSError, EOFError) as e:
+            raise FormatError(f"{p}: unreadable ({e}): a truncated or damaged shard; delete it and encode again "
+                              "(the encoding resumes at the first missing shard)") from None
     emb = np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
     if len(emb) != len(ids):
         raise StageError(f"{d}: {len(emb)} embeddings for {len(ids)} ids")
@@ -236,18 +254,18 @@ class DenseIndex:
         the encoding happens in memory.
         """
         enc = encoder
+        doc_list = _as_docs(docs)
         if encodings_dir is None and out_dir is not None:
             encodings_dir = Path(out_dir) / "encodings"
         if encodings_dir is not None:
-            encode_corpus(docs, encodings_dir, enc, shard_size=shard_size, metric=metric, progress=progress)
+            encode_corpus(doc_list, encodings_dir, enc, shard_size=shard_size, metric=metric, progress=progress)
             ids, emb = load_embeddings(encodings_dir)
         else:
-            doc_list = _as_docs(docs)
             ids = [d.id for d in doc_list]
             emb = enc.encode([d.contents for d in doc_list], progress=progress)
             if metric == "cosine":
                 emb = _normalise(emb)
-        meta = {"model": enc.config(), "metric": metric}
+        meta = {"model": enc.config(), "metric": metric, "docs": docs_fingerprint(doc_list)}
         out = cls.from_embeddings(ids, emb, kind=kind, m=m, ef_construction=ef_construction, meta=meta)
         out._encoder = enc
         if out_dir is not None:
@@ -290,6 +308,8 @@ class DenseIndex:
         os.replace(tmp, d / INDEX_FILE)
         (d / "index_ids.txt").write_text("\n".join(self.ids) + ("\n" if self.ids else ""))
         (d / "index_meta.json").write_text(json.dumps(self.meta, indent=1, default=str))
+        write_manifest(d, [INDEX_FILE, "index_ids.txt", "index_meta.json"], "dense",
+                       "rebuild it: rankstack index COLLECTION -o DIR --dense (or delete it from the cache)")
         self.path = d
         return d
 
@@ -300,8 +320,12 @@ class DenseIndex:
         d = Path(index_dir)
         f = d / INDEX_FILE
         if not f.exists():
-            raise FileNotFoundError(f"{f}: no dense index here (build one with build_dense_index)")
-        meta = json.loads((d / "index_meta.json").read_text())
+            raise FileNotFoundError(f"{f}: no dense index here (build one with rankstack index ... --dense)")
+        verify(d)
+        try:
+            meta = json.loads((d / "index_meta.json").read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise FormatError(f"{d / 'index_meta.json'}: not valid JSON ({e}); rebuild the dense index") from None
         ids = (d / "index_ids.txt").read_text().split("\n")[: meta["n"]]
         mapped = False
         if mmap:

@@ -20,8 +20,18 @@ from rankstack.errors import ConfigError, RankstackError
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="rankstack: retrieve, rerank, evaluate, train.")
 
 
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"rankstack {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _main(debug: Annotated[bool, typer.Option("--debug", help="show tracebacks (anywhere on the line)")] = False) -> None:
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="show tracebacks (anywhere on the line)")] = False,
+    version: Annotated[bool, typer.Option("--version", help="print the version and exit", callback=_version,
+                                          is_eager=True)] = False,
+) -> None:
     """``--debug`` is read by :func:`main` before the command runs."""
 
 
@@ -61,6 +71,8 @@ def index(
     hnsw: Annotated[bool, typer.Option("--hnsw", help="dense index: HNSW instead of exact search")] = False,
     onnx: Annotated[bool, typer.Option("--onnx", help="dense encoding with ONNX Runtime")] = False,
     int8: Annotated[bool, typer.Option("--int8", help="ONNX dynamic int8 quantisation (implies --onnx)")] = False,
+    shard_size: Annotated[int, typer.Option("--shard-size", help="dense encoding: documents per shard (a killed "
+                                            "encoding resumes at the first missing shard)")] = 1024,
 ) -> None:
     """Index a collection: a document store and a BM25 index (and a dense index with --dense)."""
     from rankstack.data.docstore import DocStore
@@ -78,8 +90,9 @@ def index(
 
         enc = BiEncoder(None if dense == "default" else dense, backend="onnx" if (onnx or int8) else "torch",
                         quantize="int8" if int8 else None)
+        _drop_stale_encoding(output / "dense", store.fingerprint)
         DenseIndex.build(store.iter_docs(), output / "dense", encoder=enc, kind="hnsw" if hnsw else "flat",
-                         progress=True)
+                         shard_size=shard_size, progress=True)
         manifest["dense"] = {"model": dense, "kind": "hnsw" if hnsw else "flat", "int8": int8}
     (output / "manifest.json").write_text(json.dumps(manifest, indent=1))
     _console().print(f"indexed {len(store):,} documents into {output}")
@@ -93,15 +106,30 @@ def search(
     k: Annotated[int, typer.Option("--k", help="documents per query")] = 1000,
     retriever: Annotated[str, typer.Option("--retriever", help="bm25|dense|hybrid")] = "bm25",
     tag: str = "rankstack",
+    qrels: Annotated[Optional[Path], typer.Option("--qrels", help="search only the queries judged in this "
+                                                  "qrels file")] = None,
+    split: Annotated[Optional[str], typer.Option("--split", help="BEIR: search only the queries of "
+                                                 "qrels/SPLIT.tsv next to the queries file (e.g. test)")] = None,
 ) -> None:
     """Retrieve the top k documents of each query (BM25 unless told otherwise)."""
-    from rankstack.data.formats import read_queries
+    from rankstack.data.formats import read_qrels, read_queries
     from rankstack.stages.base import Fuse
     from rankstack.stages.build import BuildContext, build_stage
 
     if retriever not in ("bm25", "dense", "hybrid"):
         raise ConfigError(f"--retriever must be bm25, dense or hybrid, got {retriever!r}")
     qs = read_queries(queries)
+    if split is not None:
+        if qrels is not None:
+            raise ConfigError("give --qrels or --split, not both")
+        qrels = queries.parent / "qrels" / f"{split}.tsv"
+        if not qrels.exists():
+            raise FileNotFoundError(f"{qrels}: no such file (--split {split} reads the BEIR qrels next to {queries})")
+    if qrels is not None:
+        judged = set(read_qrels(qrels))
+        qs = [q for q in qs if q.id in judged]
+        if not qs:
+            raise ConfigError(f"{queries}: none of its queries is judged in {qrels}")
     ctx = BuildContext(index_dir=index_dir)
     if retriever == "hybrid":
         parts = [build_stage({"stage": name, "k": k}, ctx, f"--retriever {name}") for name in ("bm25", "dense")]
@@ -130,6 +158,7 @@ def evaluate(
     measures = measure or ["nDCG@10", "AP", "RR@10", "R@100", "P@10"]
     q = read_qrels(qrels)
     r = read_run(run)
+    _check_overlap(q, r, qrels, run)
     ev = _evaluate(q, r, measures, all_judged=all_judged, remove_query_doc=remove_query_doc)
     agg = {m: ev[m] for m in measures}
     perq = {m: ev.query_values(m) for m in measures}
@@ -137,7 +166,7 @@ def evaluate(
         out = {"aggregate": agg}
         if per_query:
             out["per_query"] = perq
-        typer.echo(json.dumps(out, indent=1))
+        typer.echo(_strict_json(out))
         return
     lines = []
     for m in measures:
@@ -171,8 +200,11 @@ def compare(
     if correction not in ("holm", "bonferroni", "none"):
         raise ConfigError(f"--correction must be holm, bonferroni or none, got {correction!r}")
     q = read_qrels(qrels)
-    base = _evaluate(q, read_run(baseline), [measure]).query_values(measure)
-    systems = {str(r): _evaluate(q, read_run(r), [measure]).query_values(measure) for r in runs}
+    loaded = {p: read_run(p) for p in [baseline, *runs]}
+    for p, r in loaded.items():
+        _check_overlap(q, r, qrels, p)
+    base = _evaluate(q, loaded[baseline], [measure]).query_values(measure)
+    systems = {str(p): _evaluate(q, loaded[p], [measure]).query_values(measure) for p in runs}
     rows = significance_table(base, systems, test=test, alpha=alpha, correction=correction)  # type: ignore[arg-type]
     if plot is not None:
         from rankstack.experiments.report import per_query_delta_figure
@@ -181,9 +213,9 @@ def compare(
         fig = per_query_delta_figure(base, systems, measure, str(baseline), marks=marks)
         fig.savefig(plot, dpi=90, bbox_inches="tight")
     if as_json:
-        typer.echo(json.dumps([{"run": r.name, "measure": measure, "queries": r.n_queries, "mean": r.mean,
+        typer.echo(_strict_json([{"run": r.name, "measure": measure, "queries": r.n_queries, "mean": r.mean,
                                 "baseline_mean": r.baseline_mean, "delta": r.delta, "p": r.p,
-                                "p_corrected": r.p_corrected, "significant": r.significant} for r in rows], indent=1))
+                                "p_corrected": r.p_corrected, "significant": r.significant} for r in rows]))
         return
     lines = [f"run\tqueries\t{measure}\tbaseline\tdelta\tp\tp_{correction}\tsignificant"]
     for r in rows:
@@ -216,6 +248,42 @@ def experiment(
     if check and report.failed_checks:
         _console().print(f"[red]{len(report.failed_checks)} golden figure(s) out of tolerance[/]")
         raise typer.Exit(1)
+
+
+@app.command()
+def check(
+    index_dir: Annotated[Path, typer.Argument(help="a directory written by `rankstack index`, or a cache directory")],
+) -> None:
+    """Verify every artifact under INDEX_DIR against its manifest: sizes and SHA-256 checksums, then
+    open it. Prints one line per artifact; exits 2 naming the first damaged file."""
+    from rankstack.manifest import MANIFEST, find_artifacts, verify
+
+    if not index_dir.is_dir():
+        raise FileNotFoundError(f"{index_dir}: no such directory")
+    found = find_artifacts(index_dir)
+    if not found:
+        raise ConfigError(f"{index_dir}: no index, dense index or document store here")
+    for d in found:
+        man = verify(d, full=True)
+        _open_artifact(d)
+        what = f"{len(man['files'])} files, sizes and checksums ok" if man else f"no {MANIFEST} (built by an older rankstack)"
+        typer.echo(f"ok\t{d}\t{(man or {}).get('kind', d.name)}\t{what}")
+
+
+def _open_artifact(d: Path) -> None:
+    """Open the artifact in ``d`` (its own checks: offsets, counts, formats)."""
+    if (d / "meta.json").exists() and (d / "vocab.txt").exists():
+        from rankstack.index.bm25 import BM25Index
+
+        BM25Index.load(d)
+    elif (d / "index_meta.json").exists():
+        from rankstack.index.dense import DenseIndex
+
+        DenseIndex.load(d)
+    elif (d / "text.bin").exists():
+        from rankstack.data.docstore import DocStore
+
+        DocStore.open(d)
 
 
 @app.command()
@@ -273,6 +341,8 @@ def rerank(
                                                   "letter|letter-nonword (skips the words A and I)")] = None,
     prime: Annotated[Optional[str], typer.Option("--prime", help="first: text that starts the answer, "
                                                  "e.g. '[' (the next token is then an identifier)")] = None,
+    skip_missing: Annotated[bool, typer.Option("--skip-missing", help="rerank the run's queries that are in "
+                                               "QUERIES and warn about the others (default: an error)")] = False,
 ) -> None:
     """Rerank the top k candidates of a run."""
     from rankstack.data.formats import read_queries, read_run
@@ -290,15 +360,29 @@ def rerank(
 
     cand = read_run(run)
     qs = read_queries(queries)
+    known = {q.id for q in qs}
+    missing = sorted(q for q in cand if q not in known)
+    if missing:
+        shown = ", ".join(repr(m) for m in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        if len(missing) == len(cand) or not skip_missing:
+            raise ConfigError(f"{run}: {len(missing)} of its {len(cand)} queries are not in {queries} ({shown})"
+                              + ("" if len(missing) == len(cand) else "; --skip-missing reranks the others"))
+        _console().print(f"[yellow]warning:[/] {len(missing)} run queries are not in {queries} ({shown}); "
+                         "they are left out")
+    asked = [q for q in qs if q.id in cand]
+    if not asked:
+        raise ConfigError(f"{queries}: none of its queries is in {run}")
     spec: dict = {"stage": reranker}
     if model:
         spec["model"] = model
+    if reranker in ("cross-encoder", "dense-rerank"):
+        spec["progress"] = True  # pairs or texts scored, on stderr
     if registry.resolve_entry(reranker).extra == "llm":
         spec.update(strategy={"heap": "heapsort"}.get(strategy, strategy) if strategy else None, backend=backend,
                     base_url=base_url, progress=True)
         spec.update({k: v for k, v in {"debias": debias, "labels": labels, "prime": prime}.items() if v is not None})
     stage = build_stage(spec, _context_for(collection), f"--reranker {reranker}")
-    _run_and_write(FromRun(cand, name=run.stem) % k >> stage, qs, None, output, reranker, "items")
+    _run_and_write(FromRun(cand, name=run.stem) % k >> stage, asked, None, output, reranker, "items")
 
 
 @app.command()
@@ -371,6 +455,46 @@ def train(
     _console().print(f"model written to {path}")
 
 
+def _check_overlap(qrels, run, qrels_path: Path, run_path: Path) -> None:
+    """Nothing to evaluate is an error, not a NaN: an empty run, qrels without judgments, or no query
+    the two share."""
+    if not len(qrels):
+        raise ConfigError(f"{qrels_path}: no judgments to evaluate with")
+    if not any(run.get(qid) for qid in run):
+        raise ConfigError(f"{run_path}: the run ranks no document")
+    shared = set(run) & set(qrels)
+    if not shared:
+        def ids(x):
+            return ", ".join(repr(i) for i in sorted(x)[:3])
+
+        raise ConfigError(f"{run_path} and {qrels_path} share no query id (run: {ids(run)} ...; qrels: "
+                          f"{ids(qrels)} ...)")
+
+
+def _strict_json(obj) -> str:
+    """JSON that strict parsers accept: a NaN or infinity is an error, never written."""
+    try:
+        return json.dumps(obj, indent=1, allow_nan=False)
+    except ValueError:
+        raise ConfigError("a measure is undefined (NaN) for this input; it cannot be written as JSON") from None
+
+
+def _drop_stale_encoding(dense_dir: Path, fingerprint: str) -> None:
+    """A dense index made from other texts than the collection's is removed (and re-encoded), said so."""
+    meta = dense_dir / "encodings" / "meta.json"
+    if not meta.exists():
+        return
+    try:
+        old = json.loads(meta.read_text()).get("docs")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        old = None
+    if old != fingerprint:
+        import shutil
+
+        _console().print(f"{dense_dir}: made from other document texts (or damaged); encoding again")
+        shutil.rmtree(dense_dir)
+
+
 def _run_and_write(stage, queries, run, output: Path, tag: str, rate: str) -> None:
     """Run ``stage``, write its TREC run file and print one line of figures (``rate``: per query or per item)."""
     from rankstack.data.formats import write_run
@@ -406,7 +530,7 @@ def main(argv: list[str] | None = None) -> None:
     rankstack and says so (exit 3), with the traceback under ``--debug`` (anywhere on the line)."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or bool(os.environ.get("RANKSTACK_DEBUG"))
-    args = _bare_option_values([a for a in args if a != "--debug"], {"--dense": "default"})
+    args = _bare_option_values([a for a in args if a != "--debug"], {"--dense": "default"}) or ["--help"]
     try:
         app(args=args, standalone_mode=False)
     except SystemExit:

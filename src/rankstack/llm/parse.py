@@ -20,6 +20,7 @@ __all__ = ["ParseResult", "label_for", "labels", "parse_permutation", "strip_thi
 _THINK_BLOCK = re.compile(r"<think>.*?</think>", re.IGNORECASE | re.DOTALL)
 _THINK_OPEN = re.compile(r"<think>", re.IGNORECASE)
 _THINK_CLOSE = re.compile(r"</think>", re.IGNORECASE)
+_THINK_TAG = re.compile(r"<(/?)think>", re.IGNORECASE)
 _ANSWER = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.IGNORECASE | re.DOTALL)
 _INT = re.compile(r"(?<![\d])-?\d+")
 _BR_INT = re.compile(r"\[\s*(-?\d+)\s*\]")
@@ -70,6 +71,23 @@ def label_for(i: int, style: str = "number") -> str:
     raise ConfigError(f"unknown label style {style!r}; use 'number', 'letter' or 'letter-nonword'")
 
 
+def _strip_think_blocks(text: str) -> tuple[str, int]:
+    """``_THINK_BLOCK.subn(" ", text)`` in one pass over the tags: the regex form rescans to the end of
+    the text from every unclosed ``<think>``, quadratic on a model that repeats the tag."""
+    parts: list[str] = []
+    pos, start, k = 0, -1, 0
+    for m in _THINK_TAG.finditer(text):
+        if start < 0:
+            if m.group(1) == "":  # an opening tag outside a block starts one
+                start = m.start()
+        elif m.group(1) == "/":  # the first closing tag ends the block
+            parts.append(text[pos:start])
+            parts.append(" ")
+            pos, start, k = m.end(), -1, k + 1
+    parts.append(text[pos:])
+    return "".join(parts), k
+
+
 def strip_think(text: str) -> tuple[str, list[str]]:
     """Remove ``<think>...</think>`` blocks; an unclosed ``<think>`` drops everything after it.
 
@@ -77,7 +95,7 @@ def strip_think(text: str) -> tuple[str, list[str]]:
     If an ``<answer>...</answer>`` block is present (Rank-R1's format) only its content is kept.
     """
     repairs: list[str] = []
-    out, k = _THINK_BLOCK.subn(" ", text)
+    out, k = _strip_think_blocks(text)
     if k:
         repairs.append("think-stripped")
     # a stray closing tag: a model that was prompted with "<think>" already open answers "...</think> ans"

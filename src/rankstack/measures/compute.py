@@ -85,6 +85,9 @@ def _prepare_qrels(qrels: Mapping[str, Mapping[str, int]]) -> dict[str, _QrelsQu
             gf = np.fromiter(docs.values(), dtype=np.float64, count=n)
         except (TypeError, ValueError) as e:
             raise ConfigError(f"qrels query {qid!r}: grades must be integers ({e})") from None
+        if n and np.abs(gf).max() >= 2**53:  # beyond float64's exact integers (and int64's range)
+            bad = next(d for d, v in docs.items() if abs(float(v)) >= 2**53)
+            raise ConfigError(f"qrels query {qid!r}, document {bad!r}: grade {docs[bad]!r} is out of range")
         g = gf.astype(np.int64)
         if n and not np.array_equal(g, gf):
             bad = next(d for d, v in docs.items() if float(v) != int(v))
@@ -324,6 +327,11 @@ class Evaluator:
         self.all_judged = all_judged
         self.remove_query_doc = remove_query_doc
         self._qrels = _prepare_qrels(qrels)
+        top = max((g for docs in qrels.values() for g in docs.values()), default=None)
+        unreachable = [str(m) for m in self.measures if top is not None and getattr(m, "rel", 1) > max(top, 1)]
+        if unreachable:
+            warnings.warn(f"{', '.join(unreachable)}: no judgment reaches that relevance level (the highest grade "
+                          f"in the qrels is {top}); the measure is 0 for every query", UserWarning, stacklevel=2)
 
     def evaluate(self, run: Mapping[str, Mapping[str, float]], per_query: bool = False) -> Evaluation:
         """Evaluate ``run``; ``per_query=True`` builds ``Evaluation.per_query`` eagerly (it is always

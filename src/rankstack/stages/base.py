@@ -39,6 +39,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -388,6 +389,12 @@ class Reranker(Stage):
                 raise StageError(f"{self.name}: NaN scores for query {q.id!r} (documents {bad})")
             out[q.id] = dict(zip(ids, s.tolist()))
         stats = {**batch.stats, "items": batch.num_candidates, "stages": list(run.stats.get("stages", []))}
+        empty = [q.id for q, ids in zip(batch.queries, batch.doc_ids) if not ids]
+        if empty:  # never silent: counted in the stats and said once
+            stats["queries_without_candidates"] = len(empty)
+            shown = ", ".join(repr(q) for q in empty[:5]) + (" ..." if len(empty) > 5 else "")
+            warnings.warn(f"{self.name}: {len(empty)} of {len(batch)} queries have no candidates ({shown}); they get "
+                          "empty rankings", UserWarning, stacklevel=3)
         return Run._wrap(out, name=self.name, stats=stats)
 
 

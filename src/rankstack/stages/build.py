@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from rankstack import registry
-from rankstack.data.records import Collection, Run
+from rankstack.data.records import Collection, FingerprintedDocs, Run
 from rankstack.errors import ConfigError
 from rankstack.index.artifact import build_once
 from rankstack.stages.base import Stage
@@ -48,6 +48,8 @@ class BuildContext:
     runs: dict[str, Run] = field(default_factory=dict)
     trainer: Callable[[str, dict[str, Any], str], str] | None = None
     progress: bool = True
+    #: rebuild every artifact (``--no-cache``) instead of loading a complete one
+    rebuild: bool = False
     _docs: Any = None
     _artifacts: dict[str, Any] = field(default_factory=dict)
 
@@ -60,8 +62,10 @@ class BuildContext:
                 self._docs = DocStore.open(Path(self.index_dir) / "docstore")
             elif self.collection is not None:
                 docs = self.collection.docs
-                self._docs = docs if isinstance(docs, Mapping) or hasattr(docs, "__getitem__") else {
-                    d.id: d for d in docs}
+                if hasattr(docs, "fingerprint") or (isinstance(docs, Mapping) and not isinstance(docs, dict)):
+                    self._docs = docs  # a store that knows its fingerprint, or a lazy mapping kept as it is
+                else:  # a dict or a list of documents: give it a content fingerprint for the cache keys
+                    self._docs = FingerprintedDocs(docs if isinstance(docs, Mapping) else {d.id: d for d in docs})
             else:
                 raise ConfigError("this stage needs document texts: give a collection or an index directory")
         return self._docs
@@ -77,9 +81,11 @@ class BuildContext:
 
     def artifact(self, name: str, build: Callable[[Path], Any], load: Callable[[Path], Any]) -> Any:
         """Any artifact a stage needs, built once into ``<cache>/index/<name>`` (and kept for the
-        context's lifetime): a new kind of index needs no change here."""
+        context's lifetime): a new kind of index needs no change here. The artifact is keyed by the
+        documents' content fingerprint: after a text changes it is built again, never reused."""
         if name not in self._artifacts:
-            self._artifacts[name] = build_once(self._where(name), build, load)
+            fp = getattr(self.docs, "fingerprint", None)
+            self._artifacts[name] = build_once(self._where(name), build, load, key=fp, rebuild=self.rebuild)
         return self._artifacts[name]
 
     def bm25_index(self) -> Any:

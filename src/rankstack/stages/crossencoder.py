@@ -136,9 +136,11 @@ class CrossEncoderReranker(Reranker):
         unit: str = "words",
         aggregate: str = "maxp",
         label: int = -1,
+        progress: bool = False,
         **runtime_kwargs: Any,
     ):
         super().__init__(docs)
+        self.progress = bool(progress)
         self.model = model
         if encoder is None:
             if model is None:
@@ -241,7 +243,8 @@ class CrossEncoderReranker(Reranker):
         tok0, real0 = self.encoder.tokens, self.encoder.real_tokens
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            logits = self.encoder.logits(pairs, warn=True) if pairs else np.zeros((0, 1), np.float32)
+            logits = (self.encoder.logits(pairs, warn=True, progress=self.progress) if pairs
+                      else np.zeros((0, 1), np.float32))
         truncated = 0
         for w in caught:
             msg = str(w.message)

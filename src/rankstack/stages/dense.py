@@ -123,8 +123,9 @@ class DenseReranker(Reranker):
     name = "dense-rerank"
 
     def __init__(self, docs: Any = None, *, model: Any = None, encoder: Any = None, metric: str = "cosine",
-                 **encoder_kwargs: Any):
+                 progress: bool = False, **encoder_kwargs: Any):
         super().__init__(docs)
+        self.progress = bool(progress)
         if metric not in {"cosine", "dot"}:
             raise ConfigError(f"metric must be 'cosine' or 'dot', got {metric!r}")
         self.model = model
@@ -132,7 +133,7 @@ class DenseReranker(Reranker):
         self.metric = metric
 
     def _vectors(self, texts: list[str]) -> np.ndarray:
-        e = self.encoder.encode(texts)
+        e = self.encoder.encode(texts, progress=self.progress and len(texts) > 1)
         return _normalise(e) if self.metric == "cosine" else e
 
     def score_batch(self, batch: Candidates) -> list[np.ndarray]:

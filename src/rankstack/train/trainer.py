@@ -40,7 +40,7 @@ from typing import Any
 
 import torch
 import transformers
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, EarlyStoppingCallback, Trainer
+from transformers import AutoTokenizer, EarlyStoppingCallback, Trainer
 
 from rankstack.data.records import Document, Run, ranked_items
 from rankstack.errors import ConfigError, NotFoundError
@@ -416,16 +416,12 @@ def _write_config_json(path: str, cfg: RankingTrainingArguments, extra: dict[str
 
 
 def _cross_encoder_model(cfg: CrossEncoderTrainConfig) -> Any:
-    """The model to train: the backbone's sequence-classification head (a new one-logit head when it
-    has none) or the segment-cosine model started from a bi-encoder backbone."""
-    if cfg.head == "segment-cosine":
-        from rankstack.encoders.segment_cosine import from_bi_encoder
+    """The model to train, built by :func:`rankstack.encoders.heads.trainable_cross_encoder`."""
+    from rankstack.encoders.heads import trainable_cross_encoder
 
-        return from_bi_encoder(str(cfg.model), cos_scale=cfg.cos_scale, separate_layers=cfg.separate_layers,
-                               bi_encoder_layout=cfg.bi_encoder_layout, cross_gate=cfg.cross_gate)
-    if cfg.head == "classifier":
-        return AutoModelForSequenceClassification.from_pretrained(str(cfg.model), num_labels=1)
-    raise ConfigError(f"CrossEncoderTrainConfig.head: unknown {cfg.head!r} (classifier, segment-cosine)")
+    return trainable_cross_encoder(str(cfg.model), cfg.head, cos_scale=cfg.cos_scale,
+                                   separate_layers=cfg.separate_layers, bi_encoder_layout=cfg.bi_encoder_layout,
+                                   cross_gate=cfg.cross_gate)
 
 
 # ---------------------------------------------------------------------------------------- entry points

@@ -2,8 +2,11 @@
 
 Every reader returns the records of :mod:`rankstack.data.records` and takes an explicit ``format=``
 name (``"auto"`` sniffs the first lines with :func:`detect_format`). Malformed input raises
-:class:`FormatError` whose message starts with ``path:line:`` (1-based). Blank lines are skipped;
-every other line is either parsed or an error -- nothing is dropped silently. Files ending in ``.gz``
+:class:`FormatError` whose message (one line) starts with ``path:line:`` (1-based), the line of the
+first problem in the file. Blank lines are skipped; every other line is either parsed or an error --
+nothing is dropped silently. Ids (query and document ids of every format) are checked by one rule,
+:mod:`~rankstack.data.formats.ids`: no whitespace, control or invisible character, at most
+:data:`MAX_ID_LENGTH` (256) characters (``rankstack.data.formats.ids.MAX_ID_LENGTH`` can be raised). Files ending in ``.gz``
 (or starting with the gzip magic bytes) are decompressed transparently. Lines are split on ``\\n``
 only (a ``\\r`` before it is removed), so CRLF files read the same as LF files.
 
@@ -23,6 +26,7 @@ The readers are split by record kind; everything is re-exported here, so import 
 
 * :mod:`~rankstack.data.formats._lines` -- opening files (gzip), the one line reader all parsers use
   (decoding, ``path:line:`` errors), sniffing;
+* :mod:`~rankstack.data.formats.ids` -- the rule every id read follows, :data:`MAX_ID_LENGTH`;
 * :mod:`~rankstack.data.formats.detect` -- format names and :func:`detect_format`;
 * :mod:`~rankstack.data.formats.smart` -- SMART ``.I`` records;
 * :mod:`~rankstack.data.formats.docs`, :mod:`~rankstack.data.formats.queries`,
@@ -38,6 +42,7 @@ from rankstack.data.formats._lines import PathLike  # noqa: F401
 from rankstack.data.formats.collection import load_collection
 from rankstack.data.formats.detect import DOC_FORMATS, QRELS_FORMATS, QUERY_FORMATS, detect_format
 from rankstack.data.formats.docs import read_docs, write_docs_jsonl
+from rankstack.data.formats.ids import MAX_ID_LENGTH  # noqa: F401 (informative; change ids.MAX_ID_LENGTH)
 from rankstack.data.formats.qrels import read_qrels, write_qrels
 from rankstack.data.formats.queries import log, read_queries, write_queries  # noqa: F401 (log)
 from rankstack.data.formats.runs import read_run, write_run

@@ -2,17 +2,22 @@
 
 All text files are opened by :func:`_open_binary` (which checks the path and decompresses gzip,
 recognised by its magic bytes, transparently) and read line by line through :func:`_lines`:
-lines are split on ``\\n`` only, one ``\\r`` before it is removed, each line is decoded strictly and
-numbered from 1 so that errors can name ``path:line:`` (:func:`_err`). Format detection reads the
-first lines leniently with :func:`_sniff`. Also here: small helpers used by several record kinds
-(query-id zero stripping, the "is this field zero" test, the error-path search for the first line
-of a repeated ``(qid, docid)`` pair).
+lines are split on ``\\n`` only, one ``\\r`` before it is removed, a UTF-8 byte-order mark at the
+start of the file is removed (every format, so a BOM never ends up in an id), each line is decoded
+strictly and numbered from 1 so that errors can name ``path:line:`` (:func:`_err`, always one line).
+Format detection reads the first lines leniently, with their numbers, with :func:`_sniff_numbered`.
+Also here: small helpers used by several record kinds (query-id zero stripping, the "is this field
+zero" and "plain ASCII number" tests, the error-path search for the first line of a repeated
+``(qid, docid)`` pair, warnings attributed to the reader's caller).
 """
 
 from __future__ import annotations
 
 import gzip
 import os
+import sys
+import warnings
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,10 +28,26 @@ from rankstack.errors import FormatError
 PathLike = str | os.PathLike
 
 _GZIP_MAGIC = b"\x1f\x8b"
+_BOM = "\ufeff"
 
 
 def _err(path: PathLike, lineno: int, msg: str) -> FormatError:
+    """``FormatError("path:lineno: msg")``, on one line (a line break in ``msg`` is escaped)."""
+    if "\n" in msg or "\r" in msg:
+        msg = msg.replace("\r", "\\r").replace("\n", "\\n")
     return FormatError(f"{path}:{lineno}: {msg}")
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _warn(msg: str) -> None:
+    """``warnings.warn(msg)`` attributed to the first caller outside this package (readers are
+    generators, several frames deep)."""
+    frame, level = sys._getframe(1), 2  # stacklevel 2 is the caller of _warn
+    while frame is not None and os.path.dirname(os.path.abspath(frame.f_code.co_filename)) == _PACKAGE_DIR:
+        frame, level = frame.f_back, level + 1
+    warnings.warn(msg, UserWarning, stacklevel=level)
 
 
 @contextmanager
@@ -51,14 +72,27 @@ def _open_binary(path: PathLike) -> Iterator[IO[bytes]]:
 def _lines(path: PathLike, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
     """``(lineno, line)`` with the line ending removed. Decoding errors name the line."""
     with _open_binary(path) as f:
-        for lineno, raw in enumerate(f, 1):
+        for lineno, raw in _numbered(path, f):
             try:
                 line = raw.decode(encoding)
             except UnicodeDecodeError as e:
                 raise _err(path, lineno, f"not valid {encoding} at byte {e.start}: {raw[:60]!r}") from None
+            if lineno == 1:
+                line = line.removeprefix(_BOM)
             line = line.removesuffix("\n")
             line = line.removesuffix("\r")
             yield lineno, line
+
+
+def _numbered(path: PathLike, f: IO[bytes]) -> Iterator[tuple[int, bytes]]:
+    """``enumerate(f, 1)``, where a damaged or truncated gzip stream is a :class:`FormatError` naming
+    the file and the line it stopped at (not an ``EOFError`` that a CLI would read as an abort)."""
+    lineno = 0
+    try:
+        for lineno, raw in enumerate(f, 1):  # noqa: B007 - lineno is read after the loop
+            yield lineno, raw
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+        raise _err(path, lineno + 1, f"the gzip stream is truncated or damaged ({e or type(e).__name__})") from None
 
 
 def _read_text(path: PathLike, encoding: str = "utf-8") -> str:
@@ -71,15 +105,30 @@ def _read_text(path: PathLike, encoding: str = "utf-8") -> str:
 
 def _sniff(path: PathLike, n: int = 20) -> list[str]:
     """The first ``n`` non-blank lines (decoded leniently)."""
-    out: list[str] = []
+    return [line for _, line in _sniff_numbered(path, n)]
+
+
+def _sniff_numbered(path: PathLike, n: int = 20) -> list[tuple[int, str]]:
+    """``(lineno, line)`` of the first ``n`` non-blank lines (decoded leniently), so that format
+    detection can name the line it is talking about."""
+    out: list[tuple[int, str]] = []
     with _open_binary(path) as f:
-        for raw in f:
-            line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        for lineno, raw in _numbered(path, f):
+            line = raw.decode("utf-8", errors="replace").removesuffix("\n").removesuffix("\r")
+            if lineno == 1:
+                line = line.removeprefix(_BOM)
             if line.strip():
-                out.append(line)
+                out.append((lineno, line))
                 if len(out) >= n:
                     break
     return out
+
+
+def _plain_number(s: str) -> bool:
+    """Whether a numeric field is written with ASCII characters only and no ``_``: Python's ``int()``
+    and ``float()`` also read ``"1_0"`` as 10 and other scripts' digits (``"\u0661"``), which no
+    run or qrels tool writes and trec_eval would read differently."""
+    return s.isascii() and "_" not in s
 
 
 def _strip_zeros(qid: str) -> str:

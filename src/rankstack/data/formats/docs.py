@@ -18,7 +18,15 @@ title. Inner SGML tags (``<P>``) are removed and whitespace is kept.
 
 ``smart``: records of :func:`~rankstack.data.formats.smart.read_smart_records`; ``.T`` ->
 ``Document.title``, ``.W`` -> ``Document.text``, ``.K`` (keywords) appended to the text after a
-newline so that it is indexed; other fields are not put in the ``Document``.
+newline so that it is indexed; other fields are not put in the ``Document``. A record where a field
+that is not put in the ``Document`` (``.A``, ``.B``, ...) comes back after the ``.W`` text (Cranfield
+document 240: a ``.A`` line inside the abstract) reads as ir_datasets reads it (the lines after the
+marker go to that field, not the text) and the reader warns once per file, naming such records.
+
+Every format: document ids follow :mod:`~rankstack.data.formats.ids` (no whitespace or control or
+invisible character, at most :data:`~rankstack.data.formats.ids.MAX_ID_LENGTH` characters); a TSV
+line with another number of fields than the file's (a passage broken by a newline leaves a line
+without a tab) is an error naming it, not a document.
 
 This module imports nothing from :mod:`rankstack.data.docstore` (the store imports
 :func:`read_docs` from here to build itself from a file).
@@ -35,7 +43,8 @@ from rankstack.data.formats._fields import _ANY_TAG, _TAG, _json_id, _json_obj, 
 from rankstack.data.formats._lines import PathLike, _err, _lines
 from rankstack.data.formats._write import _Writer
 from rankstack.data.formats.detect import _resolve
-from rankstack.data.formats.smart import SmartRecord, read_smart_records
+from rankstack.data.formats.ids import check_id, max_id_length
+from rankstack.data.formats.smart import SmartRecord, _StrayFields, read_smart_records
 from rankstack.data.records import Document
 
 _DOC_ID_KEYS = ("_id", "id", "docid", "doc_id", "docno", "pid")
@@ -65,7 +74,7 @@ def read_docs(
     elif fmt == "trec":
         it = _docs_trec(path, encoding)
     else:
-        it = ((r.line, _smart_doc(r)) for r in read_smart_records(path, encoding=encoding))
+        it = _docs_smart(path, encoding)
     if not check_duplicates:
         return (d for _, d in it)
     return _dedup_docs(path, it)
@@ -74,9 +83,10 @@ def read_docs(
 def _dedup_docs(path: PathLike, it: Iterator[tuple[int, Document]]) -> Iterator[Document]:
     seen: dict[str, int] = {}
     for lineno, doc in it:
-        prev = seen.setdefault(doc.id, lineno)
-        if prev != lineno:
-            raise _err(path, lineno, f"duplicate document id {doc.id!r} (first at line {prev})")
+        n = len(seen)
+        seen.setdefault(doc.id, lineno)
+        if len(seen) == n:  # (two documents may share a line: count ids, do not compare line numbers)
+            raise _err(path, lineno, f"duplicate document id {doc.id!r} (first at line {seen[doc.id]})")
         yield doc
 
 
@@ -103,6 +113,7 @@ _TSV_COLS = {"id": "id", "_id": "id", "docid": "id", "doc_id": "id", "pid": "id"
 def _docs_tsv(path: PathLike, encoding: str) -> Iterator[tuple[int, Document]]:
     cols: list[str] | None = None
     first = True
+    limit = max_id_length()
     for lineno, line in _lines(path, encoding):
         if not line.strip():
             continue
@@ -117,16 +128,14 @@ def _docs_tsv(path: PathLike, encoding: str) -> Iterator[tuple[int, Document]]:
             if len(parts) != 2:
                 raise _err(path, lineno, f"expected 2 tab-separated fields (id, text), got {len(parts)}")
             did, text = parts
-            if not did:
-                raise _err(path, lineno, "empty document id")
+            if not 0 < len(did) <= limit or " " in did or not did.isprintable():
+                check_id(path, lineno, did, "document")
             yield lineno, Document(did, text)
         else:
             if len(parts) != len(cols):
                 raise _err(path, lineno, f"expected {len(cols)} tab-separated fields ({', '.join(cols)}), got {len(parts)}")
             rec = dict(zip(cols, parts))
-            if not rec["id"]:
-                raise _err(path, lineno, "empty document id")
-            yield lineno, Document(rec["id"], rec["text"], rec.get("title", ""))
+            yield lineno, Document(check_id(path, lineno, rec["id"], "document"), rec["text"], rec.get("title", ""))
 
 
 # ---------------------------------------------------------------------------------------- TREC
@@ -154,10 +163,13 @@ def _docs_trec(path: PathLike, encoding: str) -> Iterator[tuple[int, Document]]:
             pieces = re.split(r"(?i)</DOC>", block)
             tail = pieces.pop()
             for k, piece in enumerate(pieces):
+                # the first piece starts at the block's first line; every later one on its last line
+                # (the block ends at the first line with a </DOC>)
+                at = start if k == 0 else lineno
                 s = piece.lstrip()
                 if not s[:5].upper() == "<DOC>":
-                    raise _err(path, start, f"expected <DOC>, got {s[:40]!r}")
-                yield start, _trec_doc(path, start, s[5:])
+                    raise _err(path, at, f"expected <DOC>, got {s[:40]!r}")
+                yield at, _trec_doc(path, at, s[5:])
             tail = tail.strip()
             if tail:
                 if tail[:5].upper() != "<DOC>":
@@ -200,6 +212,7 @@ def _trec_doc(path: PathLike, lineno: int, body: str) -> Document:
     did = docno[0].strip()
     if not did:
         raise _err(path, lineno, "empty <DOCNO>")
+    check_id(path, lineno, did, "document")
     title = " ".join(_ANY_TAG.sub(" ", t).strip() for tag in _TITLE_TAGS for t in elements.get(tag, []))
     if "TEXT" in elements:
         text = "\n".join(_ANY_TAG.sub("", t).strip() for t in elements["TEXT"])
@@ -209,6 +222,18 @@ def _trec_doc(path: PathLike, lineno: int, body: str) -> Document:
 
 
 # ---------------------------------------------------------------------------------------- SMART
+
+
+#: SMART fields that are put in the ``Document``
+_SMART_DOC_FIELDS = frozenset("TWK")
+
+
+def _docs_smart(path: PathLike, encoding: str) -> Iterator[tuple[int, Document]]:
+    stray = _StrayFields(path, "document", _SMART_DOC_FIELDS)
+    for rec in read_smart_records(path, encoding=encoding):
+        stray.check(rec)
+        yield rec.line, _smart_doc(rec)
+    stray.warn()
 
 
 def _smart_doc(rec: SmartRecord) -> Document:

@@ -10,6 +10,12 @@ complete answer, so 1->4, 2->3, 3->2, 4->1, 5 and -1 -> 0) or ``"raw"`` (as writ
 Binary measures count grades >= 1 as relevant, which gives the same 1,612 relevant pairs under
 both readings. ``pairs``: ``qid docid`` or ``qid docid 0 0.0`` (CISI, CACM): every listed pair is
 relevant with grade 1. ``strip_zeros=True`` normalises all-digit query ids (``01`` -> ``1``).
+
+Every format: grades are plain ASCII 64-bit integers (``"1.0"`` is 1; ``"1_0"``, other scripts'
+digits and grades beyond the 64-bit range are refused), ids follow the rule of
+:mod:`~rankstack.data.formats.ids`, and a line with another number of columns than its format's is
+an error naming it (``format="auto"`` detects the format from the most common width of the first
+lines, see :func:`~rankstack.data.formats.detect.detect_format`).
 """
 
 from __future__ import annotations
@@ -19,9 +25,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from rankstack.data.formats._lines import PathLike, _err, _find_first, _is_zero, _lines, _strip_zeros
+from rankstack.data.formats._lines import (
+    PathLike,
+    _err,
+    _find_first,
+    _is_zero,
+    _lines,
+    _plain_number,
+    _strip_zeros,
+)
 from rankstack.data.formats._write import _check_token, _Writer
 from rankstack.data.formats.detect import _BEIR_HEADER, _resolve
+from rankstack.data.formats.ids import check_id, max_id_length
 from rankstack.data.records import Qrels
 from rankstack.errors import ConfigError
 
@@ -31,18 +46,26 @@ _CRANFIELD_SCALES: dict[str, dict[int, int]] = {
 }
 
 
+#: grades are 64-bit integers, as in trec_eval (a larger one is a damaged line, not a judgment)
+_GRADE_LIMIT = 2**63
+
+
 def _grade(path: PathLike, lineno: int, s: str) -> int:
+    if not _plain_number(s):
+        raise _err(path, lineno, f"relevance grade {s[:40]!r} is not a number")
     try:
-        return int(s)
+        g = int(s)
     except ValueError:
-        pass
-    try:
-        f = float(s)
-    except ValueError:
-        raise _err(path, lineno, f"relevance grade {s!r} is not a number") from None
-    if not f.is_integer():
-        raise _err(path, lineno, f"relevance grade {s!r} is not an integer")
-    return int(f)
+        try:
+            f = float(s)
+        except ValueError:
+            raise _err(path, lineno, f"relevance grade {s[:40]!r} is not a number") from None
+        if not f.is_integer():
+            raise _err(path, lineno, f"relevance grade {s[:40]!r} is not an integer")
+        g = int(f)
+    if not -_GRADE_LIMIT <= g < _GRADE_LIMIT:
+        raise _err(path, lineno, f"relevance grade {s[:40]!r} is out of the 64-bit integer range")
+    return g
 
 
 def read_qrels(
@@ -66,6 +89,7 @@ def read_qrels(
     data: dict[str, dict[str, int]] = {}
     repeats = 0
     first = True
+    limit = max_id_length()
     for lineno, line in _lines(path, encoding):
         parts = line.split()
         if not parts:
@@ -93,6 +117,9 @@ def read_qrels(
                 raise _err(path, lineno, f"expected 2 fields (qid docid) or 4 (qid docid 0 0.0), got {len(parts)}")
             qid, did, g = parts[0], parts[1], 1
         first = False
+        if len(qid) > limit or len(did) > limit or not (qid.isprintable() and did.isprintable()):
+            check_id(path, lineno, qid, "query")
+            check_id(path, lineno, did, "document")
         if strip_zeros:
             qid = _strip_zeros(qid)
         docs = data.setdefault(qid, {})

@@ -13,7 +13,12 @@ Formats
 ``smart``: ``.I``/``.W`` records (``.T`` when there is no ``.W``). ``renumber="auto"`` (default)
 renumbers queries ``"1".."n"`` by position when the ids in the file are not exactly ``1..n`` in
 order -- Cranfield's ``cran.qry`` numbers them 001..365 with gaps while ``cran.qrels`` uses 1..225
-by position; ``renumber=True``/``False`` forces it.
+by position; ``renumber=True``/``False`` forces it. A field other than ``.W`` that comes back after
+the ``.W`` text is read as that field and warned about once per file (see
+:mod:`~rankstack.data.formats.smart`).
+
+Every format: query ids follow :mod:`~rankstack.data.formats.ids` (checked as written in the file,
+before any renumbering or zero stripping); a repeated id is an error naming both lines.
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ from rankstack.data.formats._fields import _ANY_TAG, _TAG, _json_id, _json_obj, 
 from rankstack.data.formats._lines import PathLike, _err, _lines, _read_text, _strip_zeros
 from rankstack.data.formats._write import _Writer
 from rankstack.data.formats.detect import _resolve
-from rankstack.data.formats.smart import read_smart_records
+from rankstack.data.formats.ids import check_id
+from rankstack.data.formats.smart import _StrayFields, read_smart_records
 from rankstack.data.records import Query
 from rankstack.errors import ConfigError, FormatError
 
@@ -57,6 +63,17 @@ def read_queries(
     """
     fmt = _resolve(format, "queries", path)
     items: list[tuple[int, Query]]
+    seen: dict[str, int] = {}
+
+    def unique(lineno: int, q: Query) -> tuple[int, Query]:
+        # line formats: a repeated id is reported where it is met, before any later line's problem
+        key = _strip_zeros(q.id) if strip_zeros else q.id
+        prev = seen.get(key)
+        if prev is not None:
+            raise _err(path, lineno, f"duplicate query id {key!r} (first at line {prev})")
+        seen[key] = lineno
+        return lineno, q
+
     if fmt in ("jsonl", "beir"):
         items = []
         for lineno, line in _lines(path, encoding):
@@ -64,7 +81,7 @@ def read_queries(
                 continue
             obj = _json_obj(path, lineno, line)
             qid = _json_id(path, lineno, obj, _QUERY_ID_KEYS, "query")
-            items.append((lineno, Query(qid, _json_str(path, lineno, obj, _QUERY_TEXT_KEYS, "text", True))))
+            items.append(unique(lineno, Query(qid, _json_str(path, lineno, obj, _QUERY_TEXT_KEYS, "text", True))))
     elif fmt == "tsv":
         items = []
         for lineno, line in _lines(path, encoding):
@@ -73,18 +90,19 @@ def read_queries(
             parts = line.split("\t")
             if len(parts) != 2:
                 raise _err(path, lineno, f"expected 2 tab-separated fields (qid, text), got {len(parts)}")
-            if not parts[0]:
-                raise _err(path, lineno, "empty query id")
-            items.append((lineno, Query(parts[0], parts[1])))
+            items.append(unique(lineno, Query(check_id(path, lineno, parts[0], "query"), parts[1])))
     elif fmt == "trec":
         if field not in ("title", "desc", "title+desc", "narr"):
             raise ConfigError(f"unknown topic field {field!r}; known: title, desc, title+desc, narr")
         items = _trec_topics(path, encoding, field)
     else:
         items = []
+        stray = _StrayFields(path, "query", frozenset("W"))
         for rec in read_smart_records(path, encoding=encoding):
             text = rec.fields.get("W") or rec.fields.get("T", "")
+            stray.check(rec)
             items.append((rec.line, Query(rec.id, text)))
+        stray.warn()
         if renumber not in (True, False, "auto"):
             raise ConfigError(f"renumber must be True, False or 'auto', got {renumber!r}")
         ids = [q.id for _, q in items]
@@ -96,11 +114,12 @@ def read_queries(
             items = [(ln, Query(str(i), q.text)) for i, (ln, q) in enumerate(items, 1)]
     if strip_zeros:
         items = [(ln, Query(_strip_zeros(q.id), q.text)) for ln, q in items]
-    seen: dict[str, int] = {}
+    seen.clear()
     for ln, q in items:
-        prev = seen.setdefault(q.id, ln)
-        if prev != ln:
+        prev = seen.get(q.id)
+        if prev is not None:  # (two topics may share a line: compare ids, not line numbers)
             raise _err(path, ln, f"duplicate query id {q.id!r} (first at line {prev})")
+        seen[q.id] = ln
     return [q for _, q in items]
 
 
@@ -117,10 +136,7 @@ def _trec_topics(path: PathLike, encoding: str, fld: str) -> list[tuple[int, Que
     out: list[tuple[int, Query]] = []
     pos = 0
     for m in _TOP.finditer(text):
-        between = text[pos:m.start()]
-        stray = _ANY_TAG.sub("", re.sub(r"(?i)</?topics?>", "", between)).strip()
-        if stray:
-            raise _err(path, line_of(pos + between.find(stray[:10])), f"text outside <top>: {stray[:40]!r}")
+        _outside(path, text, pos, m.start(), line_of)
         pos = m.end()
         lineno = line_of(m.start())
         body = m.group(1)
@@ -138,7 +154,8 @@ def _trec_topics(path: PathLike, encoding: str, fld: str) -> list[tuple[int, Que
             values[name] = f"{values[name]} {v}".strip() if name in values else v
         qid = values.get("num", "")
         if not qid or len(qid.split()) != 1:
-            raise _err(path, lineno, f"topic without a single <num> (got {qid!r})")
+            raise _err(path, lineno, f"topic without a single <num> (got {qid[:60]!r})")
+        check_id(path, lineno, qid, "query")
         if fld == "title+desc":
             missing = [f for f in ("title", "desc") if f not in values]
             q = f"{values.get('title', '')} {values.get('desc', '')}".strip()
@@ -148,12 +165,25 @@ def _trec_topics(path: PathLike, encoding: str, fld: str) -> list[tuple[int, Que
         if missing:
             raise _err(path, lineno, f"topic {qid} has no <{missing[0]}>")
         out.append((lineno, Query(qid, q)))
-    tail = _ANY_TAG.sub("", re.sub(r"(?i)</?topics?>", "", text[pos:])).strip()
-    if tail:
-        raise _err(path, line_of(pos + text[pos:].find(tail[:10])), f"text outside <top>: {tail[:40]!r}")
+    _outside(path, text, pos, len(text), line_of)
     if not out:
         raise FormatError(f"{path}: no <top> topics found")
     return out
+
+
+_TOPICS_TAG = re.compile(r"(?i)</?topics?>")
+
+
+def _outside(path: PathLike, text: str, start: int, end: int, line_of) -> None:
+    """Text between topics (other than tags and ``<topics>``) is an error naming its line."""
+    between = text[start:end]
+    stray = _ANY_TAG.sub("", _TOPICS_TAG.sub("", between)).strip()
+    if not stray:
+        return
+    # the first character outside any tag: blank out the tags (same length) and find it
+    blanked = _ANY_TAG.sub(lambda m: " " * len(m.group()), between)
+    at = len(blanked) - len(blanked.lstrip())
+    raise _err(path, line_of(start + at), f"text outside <top>: {stray[:40]!r}")
 
 
 def write_queries(queries: Iterable[Query], path: PathLike, format: Literal["tsv", "jsonl"] = "tsv",

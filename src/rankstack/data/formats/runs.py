@@ -9,6 +9,7 @@ from pathlib import Path
 from rankstack.data.formats._lines import PathLike, _err, _find_first, _lines
 from rankstack.data.formats._write import _check_token, _Writer
 from rankstack.data.formats.detect import _check_format
+from rankstack.data.formats.ids import check_id, max_id_length
 from rankstack.data.records import Run, ranked_items
 from rankstack.errors import ConfigError
 
@@ -18,11 +19,15 @@ def read_run(path: PathLike, format: str = "trec", *, name: str | None = None, e
 
     The run's name is ``name`` or the tag of the first line. Ranks are checked to be integers but,
     as in trec_eval, the order comes from the scores. A repeated ``(qid, docid)`` raises
-    :class:`FormatError` naming the file and both lines.
+    :class:`FormatError` naming the file and both lines. Scores and ranks are plain ASCII numbers
+    (``float()``'s ``"1_0"`` and other scripts' digits are refused); query and document ids follow
+    the rule of :mod:`~rankstack.data.formats.ids` (no control or invisible character, at most
+    :data:`~rankstack.data.formats.ids.MAX_ID_LENGTH` characters).
     """
     _check_format(format, "run")
     data: dict[str, dict[str, float]] = {}
     tag: str | None = None
+    limit = max_id_length()
     for lineno, line in _lines(path, encoding):
         parts = line.split()
         if not parts:
@@ -31,13 +36,18 @@ def read_run(path: PathLike, format: str = "trec", *, name: str | None = None, e
             raise _err(path, lineno, f"expected 6 fields (qid Q0 docid rank score tag), got {len(parts)}")
         qid, _, did, rank, score, t = parts
         try:
+            if not score.isascii() or "_" in score:  # (_plain_number, inlined: this loop is the hot one)
+                raise ValueError
             s = float(score)
         except ValueError:
-            raise _err(path, lineno, f"score {score!r} is not a number") from None
+            raise _err(path, lineno, f"score {score[:40]!r} is not a number") from None
         if math.isnan(s):
             raise _err(path, lineno, "score is NaN")
-        if not rank.lstrip("-").isdigit():
-            raise _err(path, lineno, f"rank {rank!r} is not an integer")
+        if not rank.isdigit() and not (rank[:1] == "-" and rank[1:].isdigit()) or not rank.isascii():
+            raise _err(path, lineno, f"rank {rank[:40]!r} is not an integer")
+        if len(qid) > limit or len(did) > limit or not (qid.isprintable() and did.isprintable()):
+            check_id(path, lineno, qid, "query")
+            check_id(path, lineno, did, "document")
         docs = data.get(qid)
         if docs is None:
             docs = data[qid] = {}

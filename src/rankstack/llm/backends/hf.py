@@ -75,12 +75,12 @@ class TransformersBackend(Backend):
 
         torch = require("torch", "llm")
         transformers = require("transformers", "llm")
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
         if threads:
             torch.set_num_threads(int(threads))
         self.model_name = model
         self.ref = resolve_model(model)
-        kw: dict[str, Any] = {}
+        # a local model loads without asking a hub (the process-wide HF_HUB_OFFLINE is the user's to set)
+        kw: dict[str, Any] = {"local_files_only": True} if os.path.exists(self.ref.path) else {}
         if self.ref.gguf_file:
             kw["gguf_file"] = self.ref.gguf_file
         try:
