@@ -107,13 +107,7 @@ def run_cli(fc, sources, args, tmp: Path) -> dict:
     t0 = time.perf_counter()
     res = {"cases": args.cli, "ok0": 0, "ok2": 0, "bad": 0, "crash": 0, "failures": []}
     for k, (qsrc, qdata, rsrc, rdata, case) in enumerate(fc.cli_cases(args.cli, args.seed + 1, sources)):
-        d = tmp / f"cli{k}"
-        d.mkdir()
-        mutated_qrels = case.source is qsrc
-        qpath = d / (case.filename if mutated_qrels else qsrc.filename)
-        rpath = d / (case.filename if not mutated_qrels else rsrc.filename)
-        qpath.write_bytes(qdata)
-        rpath.write_bytes(rdata)
+        qpath, rpath = fc.write_cli_case(tmp, k, qsrc, qdata, rsrc, rdata, case)
         want = fc.expected_cli(qdata, qsrc, rdata, rsrc, qpath, rpath)
         code, out, err = fc.run_cli_inprocess(["evaluate", str(qpath), str(rpath), "-m", "nDCG@10"])
         problem = fc.judge_cli(code, out, err, want)
@@ -122,7 +116,7 @@ def run_cli(fc, sources, args, tmp: Path) -> dict:
         else:
             res["crash" if code == 3 or "Traceback" in err else "bad"] += 1
             res["failures"].append(f"cli #{k} {case.name}: {problem}")
-        shutil.rmtree(d)
+        shutil.rmtree(qpath.parent)
     res["elapsed"] = time.perf_counter() - t0
     return res
 

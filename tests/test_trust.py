@@ -233,3 +233,17 @@ def test_rankstack_check_names_the_damaged_file(tmp_path):
         BM25Index.load(tmp_path / "idx" / "bm25")
     p = rs("search", str(tmp_path / "idx"), str(DL19 / "queries.tsv"), "-o", str(tmp_path / "run"))
     assert p.returncode == 2 and p.stderr.startswith("error: ") and "post_docs.npy" in p.stderr
+
+
+def test_a_damaged_cache_entry_is_computed_again(tmp_path):
+    from rankstack.stages import BuildContext, Cached, build_stage
+
+    coll = _collection()
+    st = Cached(build_stage({"stage": "bm25", "k": 5}, BuildContext(coll, tmp_path / "c")), tmp_path / "runs")
+    first = st(coll.queries)
+    (entry,) = (tmp_path / "runs").glob("*.json")
+    entry.write_text(entry.read_text()[:40])  # truncated
+    with pytest.warns(UserWarning, match="a damaged cache entry"):
+        again = st(coll.queries)
+    assert again.to_dict() == first.to_dict() and st.misses == 2 and st.hits == 0
+    assert st(coll.queries).stats["cache"] == "hit"  # rewritten whole

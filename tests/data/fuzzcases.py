@@ -1358,3 +1358,15 @@ def cli_cases(n: int, seed: int, sources: list[Source]):
         rdata = case.data if target is rsrc else rsrc.text.encode("utf-8")
         out.append((qsrc, qdata, rsrc, rdata, case))
     return out
+
+
+def write_cli_case(tmp: Path, k: int, qsrc, qdata: bytes, rsrc, rdata: bytes, case) -> tuple[Path, Path]:
+    """Write one ``evaluate`` case (qrels and run, one of them mutated) under ``tmp/cli<k>``."""
+    d = tmp / f"cli{k}"
+    d.mkdir()
+    mutated_qrels = case.source is qsrc
+    qpath = d / (case.filename if mutated_qrels else qsrc.filename)
+    rpath = d / (case.filename if not mutated_qrels else rsrc.filename)
+    qpath.write_bytes(qdata)
+    rpath.write_bytes(rdata)
+    return qpath, rpath

@@ -81,17 +81,6 @@ def test_fuzz_readers(sources, tmp_path):
     assert counts["clean"] > CASES // 4 and counts["error"] > CASES // 4, dict(counts)
 
 
-def _cli_paths(tmp_path: Path, k: int, qsrc, qdata: bytes, rsrc, rdata: bytes, case):
-    d = tmp_path / f"cli{k}"
-    d.mkdir()
-    mutated_qrels = case.source is qsrc
-    qpath = d / (case.filename if mutated_qrels else qsrc.filename)
-    rpath = d / (case.filename if not mutated_qrels else rsrc.filename)
-    qpath.write_bytes(qdata)
-    rpath.write_bytes(rdata)
-    return qpath, rpath
-
-
 def test_fuzz_evaluate_command(sources, tmp_path):
     """``rankstack evaluate`` on a mutated run or qrels: exit 0 with the figure of what the files
     mean, or exit 2 with one ``error:`` line naming the damaged file; never exit 3 or a traceback
@@ -99,7 +88,7 @@ def test_fuzz_evaluate_command(sources, tmp_path):
     bad = []
     codes = collections.Counter()
     for k, (qsrc, qdata, rsrc, rdata, case) in enumerate(fc.cli_cases(CLI_CASES, SEED + 1, sources)):
-        qpath, rpath = _cli_paths(tmp_path, k, qsrc, qdata, rsrc, rdata, case)
+        qpath, rpath = fc.write_cli_case(tmp_path, k, qsrc, qdata, rsrc, rdata, case)
         want = fc.expected_cli(qdata, qsrc, rdata, rsrc, qpath, rpath)
         code, out, err = fc.run_cli_inprocess(["evaluate", str(qpath), str(rpath), "-m", "nDCG@10"])
         codes[code] += 1
@@ -115,7 +104,7 @@ def test_fuzz_evaluate_command_subprocess(sources, tmp_path):
     picked: dict[tuple[int, str], tuple] = {}
     for k, item in enumerate(fc.cli_cases(200, SEED + 2, sources)):
         qsrc, qdata, rsrc, rdata, case = item
-        qpath, rpath = _cli_paths(tmp_path, k, *item)
+        qpath, rpath = fc.write_cli_case(tmp_path, k, *item)
         want = fc.expected_cli(qdata, qsrc, rdata, rsrc, qpath, rpath)
         key = (want[0], "qrels" if case.source is qsrc else "run")
         if key not in picked:

@@ -147,3 +147,25 @@ def test_clear_error_when_unreachable():
     with pytest.raises(BackendError, match=r"failed after 2 attempts"):
         be.generate(["hi"], max_tokens=2)
     be.close()
+
+
+def test_api_key_from_the_environment_or_the_argument(monkeypatch):
+    from rankstack.llm.backends.http import HTTPBackend
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env")
+    assert HTTPBackend("http://127.0.0.1:9").client.headers["Authorization"] == "Bearer sk-env"
+    assert HTTPBackend("http://127.0.0.1:9", api_key="sk-arg").client.headers["Authorization"] == "Bearer sk-arg"
+    monkeypatch.delenv("OPENAI_API_KEY")
+    assert "Authorization" not in HTTPBackend("http://127.0.0.1:9").client.headers
+
+
+def test_llm_cli_options_reach_the_reranker(tmp_path):
+    import subprocess
+    import sys
+
+    base = [sys.executable, "-m", "rankstack.interfaces.cli", "rerank", "data/trec-dl-2019/bm25.top100.trec",
+            "data/trec-dl-2019/queries.tsv", "dl19", "-o", str(tmp_path / "x")]
+    root = __import__("pathlib").Path(__file__).resolve().parents[2]
+    p = subprocess.run([*base, "--reranker", "dense-rerank", "--window", "4"], cwd=root, capture_output=True,
+                       text=True, timeout=300)
+    assert p.returncode == 2 and "apply to the LLM rerankers, not 'dense-rerank'" in p.stderr

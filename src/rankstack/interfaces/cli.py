@@ -343,6 +343,14 @@ def rerank(
                                                  "e.g. '[' (the next token is then an identifier)")] = None,
     skip_missing: Annotated[bool, typer.Option("--skip-missing", help="rerank the run's queries that are in "
                                                "QUERIES and warn about the others (default: an error)")] = False,
+    window: Annotated[Optional[int], typer.Option("--window", help="LLM sliding window: passages per prompt")] = None,
+    stride: Annotated[Optional[int], typer.Option("--stride", help="LLM sliding window: step")] = None,
+    passes: Annotated[Optional[int], typer.Option("--passes", help="LLM sliding window: passes")] = None,
+    set_size: Annotated[Optional[int], typer.Option("--set-size", help="LLM setwise: passages per prompt")] = None,
+    max_calls: Annotated[Optional[int], typer.Option("--max-calls", help="LLM: calls per query at most")] = None,
+    concurrency: Annotated[Optional[int], typer.Option("--concurrency", help="LLM over HTTP: queries at once")] = None,
+    api_key: Annotated[Optional[str], typer.Option("--api-key", help="OpenAI-compatible backend: API key "
+                                                   "(default: $OPENAI_API_KEY)")] = None,
 ) -> None:
     """Rerank the top k candidates of a run."""
     from rankstack.data.formats import read_queries, read_run
@@ -380,7 +388,14 @@ def rerank(
     if registry.resolve_entry(reranker).extra == "llm":
         spec.update(strategy={"heap": "heapsort"}.get(strategy, strategy) if strategy else None, backend=backend,
                     base_url=base_url, progress=True)
-        spec.update({k: v for k, v in {"debias": debias, "labels": labels, "prime": prime}.items() if v is not None})
+        spec.update({k: v for k, v in {"debias": debias, "labels": labels, "prime": prime, "window": window,
+                                        "stride": stride, "passes": passes, "set_size": set_size,
+                                        "max_calls": max_calls, "concurrency": concurrency}.items() if v is not None})
+        if api_key is not None:
+            spec["backend_opts"] = {"api_key": api_key}
+    elif any(v is not None for v in (window, stride, passes, set_size, max_calls, concurrency, api_key)):
+        raise typer.BadParameter(f"--window/--stride/--passes/--set-size/--max-calls/--concurrency/--api-key apply to "
+                                 f"the LLM rerankers, not {reranker!r}")
     stage = build_stage(spec, _context_for(collection), f"--reranker {reranker}")
     _run_and_write(FromRun(cand, name=run.stem) % k >> stage, asked, None, output, reranker, "items")
 

@@ -266,11 +266,16 @@ class Cached(Stage):
         key = self.key(queries, run)
         path = self.cache_dir / f"{key}.json"
         if path.exists():
-            self.hits += 1
-            blob = json.loads(path.read_text())
-            out = Run(blob["run"], name=blob["name"], stats=blob["stats"])
-            out.stats["cache"] = "hit"
-            return out
+            try:
+                blob = json.loads(path.read_text())
+                out = Run(blob["run"], name=blob["name"], stats=blob["stats"])
+            except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+                warnings.warn(f"{path}: a damaged cache entry ({type(e).__name__}: {e}); computing it again",
+                              UserWarning, stacklevel=2)
+            else:
+                self.hits += 1
+                out.stats["cache"] = "hit"
+                return out
         self.misses += 1
         out = self.stage(queries, run)
         self.cache_dir.mkdir(parents=True, exist_ok=True)

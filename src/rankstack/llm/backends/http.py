@@ -26,6 +26,7 @@
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -84,6 +85,7 @@ class HTTPBackend(Backend):
         self.echo_alignment: str | None = None  # 'aligned' | 'shifted', as detected by the last loglik
         self._lock = threading.Lock()
         self.concurrency = max(1, int(concurrency))
+        api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")  # as OpenAI's clients do
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._httpx = httpx
         self.client = httpx.Client(timeout=timeout, headers=headers,
