@@ -247,3 +247,38 @@ def test_a_damaged_cache_entry_is_computed_again(tmp_path):
         again = st(coll.queries)
     assert again.to_dict() == first.to_dict() and st.misses == 2 and st.hits == 0
     assert st(coll.queries).stats["cache"] == "hit"  # rewritten whole
+
+
+# -- #16 remainder: encodings in a manifest, ids bounded from Python -----------------------------------------
+def test_a_finished_encoding_has_a_manifest_that_every_load_checks(tmp_path):
+    from rankstack.index.dense import encode_corpus, load_embeddings
+    from rankstack.testing import _bi_encoder
+
+    docs = list(_collection().docs.values())
+    enc = tmp_path / "enc"
+    assert encode_corpus(docs, enc, _bi_encoder(), shard_size=8, progress=False)
+    man = json.loads((enc / "checksums.json").read_text())
+    assert man["kind"] == "encoding" and "shards/00000.npy" in man["files"] and "ids.txt" in man["files"]
+    ids, emb = load_embeddings(enc)
+    p = rs("check", str(enc))
+    assert p.returncode == 0 and "encoding" in p.stdout and "sizes and checksums ok" in p.stdout, p.stderr
+    shard = enc / "shards" / "00000.npy"
+    raw = bytearray(shard.read_bytes())
+    raw[-1] ^= 0xFF  # the same size: only the full check sees it
+    shard.write_bytes(bytes(raw))
+    p = rs("check", str(enc))
+    assert p.returncode == 2 and "00000.npy: checksum differs" in p.stderr and "encode again" in p.stderr
+    shard.write_bytes(bytes(raw[:-16]))  # truncated: every load sees it
+    with pytest.raises(FormatError, match=r"shards/00000.npy: .* bytes, checksums.json says"):
+        load_embeddings(enc)
+
+
+def test_bm25_build_from_python_bounds_document_ids():
+    from rankstack.errors import ConfigError
+    from rankstack.index.bm25 import BM25Index
+
+    docs = [Document("d1", "some text"), Document("x" * 2019, "other text")]
+    with pytest.raises(ConfigError, match=r"document #2: document id of 2,019 characters .* limited to 256"):
+        BM25Index.build(docs, None, progress=False)
+    with pytest.raises(ConfigError, match=r"document #1: document id 'a b' contains U\+0020 SPACE"):
+        BM25Index.build([Document("a b", "text")], None, progress=False)

@@ -79,9 +79,23 @@ def test_experiment_trains_a_cross_encoder_once_and_reuses_it(tmp_path, monkeypa
     def no_training(*a, **k):  # pragma: no cover - failing is the point
         raise AssertionError("retrained a cached model")
 
+    import rankstack.train.trainer as trainer_module
+
+    real = trainer_module.train_cross_encoder
     monkeypatch.setattr("rankstack.train.trainer.train_cross_encoder", no_training)
     again = run_experiment(_spec(tmp_path), progress=False)
     assert again.results[1].per_query == report.results[1].per_query
+    # --no-cache (#16): the experiment's own model is trained again, once, to the same model (seeded)
+    calls = []
+
+    def counted(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr("rankstack.train.trainer.train_cross_encoder", counted)
+    fresh = run_experiment(_spec(tmp_path), progress=False, cache=False)
+    assert len(calls) == 1 and (models[0] / ".complete").exists()
+    assert fresh.results[1].aggregate["nDCG@10"] == pytest.approx(report.results[1].aggregate["nDCG@10"], abs=1e-6)
     # the model directory is a function of the whole table: another seed is another model
     other = training.model_dir({"dataset": "dl19", "seed": 8}, "cross", tmp_path)
     assert other != training.model_dir({"dataset": "dl19", "seed": 7}, "cross", tmp_path)

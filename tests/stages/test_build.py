@@ -46,7 +46,7 @@ def test_pipeline_of_specs(ctx):
 
 
 def test_a_misspelt_parameter_names_the_stage_and_the_known_ones(ctx):
-    with pytest.raises(ConfigError, match=r"pipeline 'p' stage #2: stage 'bm25-rerank' has no parameter 'k11'; "
+    with pytest.raises(ConfigError, match=r"pipeline 'p' stage #2: stage 'bm25-rerank' has no parameter 'k11' \(did you mean 'k1'\?\); "
                                           r"its parameters: index, k1, b, norms"):
         build_pipeline([{"stage": "bm25"}, {"stage": "bm25-rerank", "k11": 1.2}], ctx, "pipeline 'p'")
     with pytest.raises(ConfigError, match=r"stage 'cutoff': .*missing 1 required positional argument: 'k'"):

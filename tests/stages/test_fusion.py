@@ -103,12 +103,12 @@ def test_tune_weights_and_stage(dl19):
 
 def test_plus_operator_is_combsum():
     queries = [Query("q", "x"), Query("q2", "y"), Query("q3", "none")]
-    stage = FromRun(A) + FromRun(B)
+    stage = FromRun(A, missing="warn") + FromRun(B, missing="warn")
     assert isinstance(stage, Fuse) and stage.method == "combsum"
     out = stage(queries)
     assert out["q"] == pytest.approx({"d1": 3, "d2": 12, "d3": 1, "d4": 6})
     assert out["q3"] == {} and out.stats["wall_s"] > 0
-    three = (FromRun(A) + FromRun(B)) + FromRun(A)
+    three = (FromRun(A, missing="warn") + FromRun(B, missing="warn")) + FromRun(A, missing="warn")
     assert len(three.stages) == 3
     assert three(queries)["q"]["d1"] == pytest.approx(6.0)
     rrf = Fuse([A, B], method="rrf")

@@ -42,11 +42,12 @@ def test_ranked_items_trec_eval_order():
 
 
 def test_pipeline_rerank_and_cutoff():
-    first = FromRun(RUN, name="bm25")
+    first = FromRun(RUN, name="bm25", missing="warn")  # q3 is not in RUN: an empty ranking, warned
     pipe = first % 3 >> Overlap(DOCS)
     assert isinstance(pipe, Pipeline)
     assert [s.name for s in pipe.stages] == ["bm25", "%3", "overlap"]
-    out = pipe(QUERIES)
+    with pytest.warns(UserWarning, match=r"run 'bm25' has no ranking for 1 of the 3 queries asked \('q3'\)"):
+        out = pipe(QUERIES)
     # q1's top 3 by first-stage score: d2, d3, d1; overlap scores: d2=1, d3=0, d1=2
     assert out.ranked("q1") == [("d1", 2.0), ("d2", 1.0), ("d3", 0.0)]
     assert "d4" not in out["q1"]
@@ -68,7 +69,22 @@ def test_plus_is_combsum():
 
 def test_reranker_missing_text_names_document():
     with pytest.raises(StageError, match="d3.*q1|q1.*d3"):
-        (FromRun(RUN) >> Overlap({k: v for k, v in DOCS.items() if k != "d3"}))(QUERIES)
+        (FromRun(RUN) >> Overlap({k: v for k, v in DOCS.items() if k != "d3"}))(QUERIES[:2])
+
+
+def test_a_query_the_run_does_not_answer_is_an_error_by_default():
+    # #16: a stage that cannot answer a query says how many and which, and by default fails
+    with pytest.raises(StageError, match=r"run 'bm25' has no ranking for 1 of the 3 queries asked \('q3'\).*"
+                                         r"missing = \"warn\""):
+        (FromRun(RUN, name="bm25") >> Overlap(DOCS))(QUERIES)
+    # a reranker given a run without the query: the same, naming the reranker
+    with pytest.raises(StageError, match=r"overlap: the incoming run has no candidates for 1 of the 3 queries "
+                                         r"\('q3'\)"):
+        Overlap(DOCS)(QUERIES, RUN)
+    # the option keeps going, with a warning and the count in the stats
+    with pytest.warns(UserWarning, match="no ranking for 1 of the 3"):
+        out = FromRun(RUN, name="bm25", missing="warn")(QUERIES)
+    assert out["q3"] == {} and out.stats["queries_not_in_run"] == 1
 
 
 def test_reranker_without_candidates_is_an_error():
@@ -84,12 +100,12 @@ def test_cutoff_validates():
 def test_cache_hits_on_same_config_and_inputs(tmp_path):
     rer = Overlap(DOCS)
     cached = Cached(rer, tmp_path)
-    first = FromRun(RUN, name="bm25")
+    first = FromRun(RUN, name="bm25", missing="warn")
     r1 = (first >> cached)(QUERIES)
     r2 = (first >> cached)(QUERIES)
     assert rer.calls == 2  # two queries with candidates, computed once
     assert cached.hits == 1 and cached.misses == 1
     assert r1.to_dict() == r2.to_dict()
     # another input run is another key
-    (FromRun(RUN.cut(1), name="bm25") >> cached)(QUERIES)
+    (FromRun(RUN.cut(1), name="bm25", missing="warn") >> cached)(QUERIES)
     assert cached.misses == 2

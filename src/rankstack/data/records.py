@@ -181,6 +181,25 @@ class Run(_ByQuery, Mapping[str, dict[str, float]]):
     def num_items(self) -> int:
         return sum(len(v) for v in self._data.values())
 
+    def to_df(self, queries: Iterable[Query] | Mapping[str, str] | None = None) -> Any:
+        """This run as a PyTerrier results frame: ``qid, docno, score, rank`` (``rank`` 0-based, as
+        PyTerrier counts; rows in :meth:`ranked` order, ties by document id descending), plus ``query``
+        when ``queries`` (``Query`` objects or ``{qid: text}``) are given. A query with an empty ranking
+        has no row. Needs pandas (``pip install 'rankstack[pyterrier]'``); see :mod:`rankstack.data.frames`.
+        """
+        from rankstack.data.frames import run_to_frame
+
+        return run_to_frame(self, queries)
+
+    @classmethod
+    def from_df(cls, df: Any, name: str | None = None) -> Run:
+        """A run from a PyTerrier results frame (``qid, docno, score``; ``rank`` is optional and not
+        read: the scores order the run). A missing column, a NaN score or a duplicate (qid, docno)
+        pair is a :class:`~rankstack.errors.FormatError`; see :mod:`rankstack.data.frames`."""
+        from rankstack.data.frames import run_from_frame
+
+        return cls._wrap(run_from_frame(df), name=name or "run")
+
     def fingerprint(self) -> str:
         """A content hash (query ids, doc ids, scores) used for cache keys."""
         h = hashlib.sha256()

@@ -7,7 +7,8 @@ Example::
     measures = ["nDCG@10", "AP@100", "RR@10", "R@100"]
     baseline = "bm25"            # pipeline the others are compared with (per collection)
     significance = "t"           # "t" | "randomization"
-    output = "results/demo"      # JSON record and HTML report go here
+    correction = "holm"          # "holm" | "bonferroni" | "none"
+    output = "results/demo"      # results.json, report.html and runs/<collection>/<pipeline>.trec
     cache = ".rankstack-cache"   # stage outputs and indexes
 
     [[collections]]
@@ -44,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from rankstack.errors import ConfigError
+from rankstack.stages.build import check_spec
 
 
 @dataclass
@@ -75,6 +77,12 @@ class ExperimentSpec:
     output: Path | None = None
     cache: Path | None = None
     expected: list[Expected] = field(default_factory=list)
+    #: multiple-comparison correction of the p-values against the baseline
+    correction: str = "holm"
+    #: write each pipeline's run (``runs/<collection>/<pipeline>.trec``) under ``output``
+    write_runs: bool = True
+    #: the experiment file's text, recorded in results.json
+    text: str | None = None
 
     def pipelines_for(self, collection: str) -> list[PipelineSpec]:
         return [p for p in self.pipelines if p.collections is None or collection in p.collections]
@@ -90,6 +98,33 @@ def _need(table: dict, key: str, where: str, typ: type | tuple[type, ...]) -> An
     return val
 
 
+#: the keys each table of an experiment file may have: anything else is an error (a misspelt
+#: ``baselin`` would otherwise silently leave the experiment without a baseline)
+KEYS: dict[str, tuple[str, ...]] = {
+    "": ("experiment", "collections", "pipelines", "expected"),
+    "experiment": ("name", "measures", "baseline", "significance", "correction", "alpha", "output", "cache",
+                   "plugins", "runs"),
+    "collections": ("name",),
+    "pipelines": ("name", "stages", "collections"),
+    "expected": ("collection", "pipeline", "measure", "value", "tolerance"),
+}
+CORRECTIONS = ("holm", "bonferroni", "none")
+
+
+def _strict(table: Any, kind: str, where: str) -> dict:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: must be a table, got {type(table).__name__}")
+    known = KEYS[kind]
+    unknown = [k for k in table if k not in known]
+    if unknown:
+        import difflib
+
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}{hint}; known keys: {', '.join(known)}")
+    return table
+
+
 def load_experiment(path: str | Path) -> ExperimentSpec:
     path = Path(path)
     try:
@@ -99,8 +134,9 @@ def load_experiment(path: str | Path) -> ExperimentSpec:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: invalid TOML: {e}") from None
     base = path.parent
-    exp = raw.get("experiment", {})
+    _strict(raw, "", str(path))
     where = f"{path} [experiment]"
+    exp = _strict(raw.get("experiment", {}), "experiment", where)
     load_plugins(exp.get("plugins", []), base, where)
     measures = _need(exp, "measures", where, list)
     if not measures:
@@ -114,19 +150,22 @@ def load_experiment(path: str | Path) -> ExperimentSpec:
             raise ConfigError(f"{where}: measure {m!r}: {e}") from None
     colls = []
     for i, c in enumerate(raw.get("collections", [])):
-        colls.append(_need(c, "name", f"{path} [[collections]] #{i + 1}", str))
+        w = f"{path} [[collections]] #{i + 1}"
+        colls.append(_need(_strict(c, "collections", w), "name", w, str))
     if not colls:
         raise ConfigError(f"{path}: no [[collections]]")
     pipes = []
     for i, p in enumerate(raw.get("pipelines", [])):
         w = f"{path} [[pipelines]] #{i + 1}"
-        name = _need(p, "name", w, str)
+        name = _need(_strict(p, "pipelines", w), "name", w, str)
+        w = f"{path} pipeline {name!r}"
         stages = _need(p, "stages", w, list)
         if not stages:
             raise ConfigError(f"{w}: 'stages' is empty")
         for j, s in enumerate(stages):
             if not isinstance(s, dict) or "stage" not in s:
                 raise ConfigError(f"{w} stage #{j + 1}: each stage is a table with a 'stage' field")
+            check_spec(s, f"{w} stage #{j + 1}")  # a misspelt parameter fails now, before any work
         only = p.get("collections")
         if only is not None:
             unknown = [c for c in only if c not in colls]
@@ -138,6 +177,7 @@ def load_experiment(path: str | Path) -> ExperimentSpec:
     expected = []
     for i, e in enumerate(raw.get("expected", [])):
         w = f"{path} [[expected]] #{i + 1}"
+        _strict(e, "expected", w)
         expected.append(Expected(
             _need(e, "collection", w, str), _need(e, "pipeline", w, str), _need(e, "measure", w, str),
             float(_need(e, "value", w, (int, float))), float(e.get("tolerance", 1e-4)),
@@ -145,6 +185,12 @@ def load_experiment(path: str | Path) -> ExperimentSpec:
     sig = exp.get("significance", "t")
     if sig not in ("t", "randomization"):
         raise ConfigError(f"{where}: significance must be 't' or 'randomization', got {sig!r}")
+    correction = exp.get("correction", "holm")
+    if correction not in CORRECTIONS:
+        raise ConfigError(f"{where}: correction must be one of {', '.join(CORRECTIONS)}, got {correction!r}")
+    runs = exp.get("runs", True)
+    if not isinstance(runs, bool):
+        raise ConfigError(f"{where}: 'runs' (write each pipeline's run file) must be true or false")
     out = exp.get("output")
     cache = exp.get("cache")
     baseline = exp.get("baseline")
@@ -154,6 +200,7 @@ def load_experiment(path: str | Path) -> ExperimentSpec:
         name=exp.get("name", path.stem), path=path, collections=colls, pipelines=pipes,
         measures=list(measures), baseline=baseline, significance=sig, alpha=float(exp.get("alpha", 0.05)),
         output=_norm(base / out) if out else None, cache=_norm(base / cache) if cache else None, expected=expected,
+        correction=correction, write_runs=runs, text=path.read_text(encoding="utf-8"),
     )
 
 

@@ -25,6 +25,8 @@ class Report:
     spec: ExperimentSpec
     results: list[Result]
     checks: list[dict[str, Any]]
+    #: provenance: versions, git commit, date, machine, config (:mod:`rankstack.experiments.provenance`)
+    meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def failed_checks(self) -> list[dict[str, Any]]:
@@ -36,6 +38,8 @@ class Report:
             "measures": self.spec.measures,
             "baseline": self.spec.baseline,
             "significance": self.spec.significance,
+            "correction": getattr(self.spec, "correction", "holm"),
             "results": [r.__dict__ for r in self.results],
             "checks": self.checks,
+            "meta": self.meta,
         }

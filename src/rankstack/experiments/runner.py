@@ -25,8 +25,13 @@ def context_for(name: str, collection: Collection, cache_root: Path, progress: b
     ``cache_root/<name>``, models of ``train`` tables trained once under ``cache_root/models``."""
     from rankstack.experiments.training import trained_model
 
+    retrained: dict[str, str] = {}  # with rebuild: each table trained again once, not once per stage using it
+
     def trainer(stage: str, table: dict[str, Any], where: str) -> str:
-        return trained_model(table, stage, cache_root, where)
+        key = json.dumps([stage, table], sort_keys=True, default=str)
+        if key not in retrained:
+            retrained[key] = trained_model(table, stage, cache_root, where, rebuild=rebuild)
+        return retrained[key]
 
     return BuildContext(collection, cache_root / name.replace("/", "_"), trainer=trainer, progress=progress,
                         rebuild=rebuild)
@@ -44,10 +49,11 @@ def run_pipeline(pspec: PipelineSpec, ctx: BuildContext, cache: bool = True) -> 
 
 
 def run_experiment(spec: ExperimentSpec, progress: bool = True, cache: bool = True) -> Report:
-    from rankstack.measures import Evaluator, significance_table
+    from rankstack.measures import Evaluator
 
     cache_root = spec.cache or Path(".rankstack-cache")
     results: list[Result] = []
+    runs: dict[tuple[str, str], Run] = {}
     jobs = [(c, p) for c in spec.collections for p in spec.pipelines_for(c)]
     with progress_bar(len(jobs), "experiment", unit="pipeline", enabled=progress, leave=False) as prog:
         by_coll: dict[str, BuildContext] = {}
@@ -60,29 +66,17 @@ def run_experiment(spec: ExperimentSpec, progress: bool = True, cache: bool = Tr
             t0 = time.perf_counter()
             run = run_pipeline(pspec, ctx, cache=cache)
             ctx.runs[pspec.name] = run
+            runs[cname, pspec.name] = run
             if ctx.collection.qrels is None:
                 raise ConfigError(f"collection {cname!r} has no qrels to evaluate with")
-            ev = Evaluator(ctx.collection.qrels, spec.measures).evaluate(run)
-            agg = {m: ev[m] for m in spec.measures}
-            perq = {m: ev.query_values(m) for m in spec.measures}
-            stats = dict(run.stats)
-            stats.setdefault("wall_s", time.perf_counter() - t0)
-            stats["ms_per_query"] = 1000.0 * float(stats["wall_s"]) / max(1, len(ctx.collection.queries))
-            results.append(Result(cname, pspec.name, agg, perq, stats))
+            evaluator = Evaluator(ctx.collection.qrels, spec.measures)
+            results.append(_result(cname, pspec.name, run, evaluator, spec.measures, len(ctx.collection.queries),
+                                   time.perf_counter() - t0))
             prog.advance(1)
     if spec.baseline:
         for cname in spec.collections:
-            base = next((r for r in results if r.collection == cname and r.pipeline == spec.baseline), None)
-            if base is None:
-                continue
-            others = [r for r in results if r.collection == cname and r is not base]
-            for m in spec.measures:
-                rows = significance_table(
-                    base.per_query[m], {r.pipeline: r.per_query[m] for r in others},
-                    test=spec.significance, alpha=spec.alpha, correction="holm",
-                )
-                for r, row in zip(others, rows):
-                    r.significance[m] = asdict(row)
+            compare_with_baseline([r for r in results if r.collection == cname], spec.baseline, spec.measures,
+                                  spec.significance, spec.alpha, spec.correction)
     checks = []
     for e in spec.expected:
         r = next((r for r in results if r.collection == e.collection and r.pipeline == e.pipeline), None)
@@ -90,11 +84,57 @@ def run_experiment(spec: ExperimentSpec, progress: bool = True, cache: bool = Tr
         ok = got is not None and abs(got - e.value) <= e.tolerance
         checks.append({"collection": e.collection, "pipeline": e.pipeline, "measure": e.measure,
                        "expected": e.value, "tolerance": e.tolerance, "got": got, "ok": ok})
-    report = Report(spec, results, checks)
-    if spec.output:
-        spec.output.mkdir(parents=True, exist_ok=True)
-        (spec.output / "results.json").write_text(json.dumps(report.to_json(), indent=1, default=float))
-        from rankstack.experiments.report import write_html
+    from rankstack.experiments.provenance import provenance
 
-        write_html(report, spec.output / "report.html")
+    report = Report(spec, results, checks, meta=provenance(spec.text, where=spec.path.parent))
+    if spec.output:
+        write_outputs(report, spec.output, runs if spec.write_runs else {})
     return report
+
+
+def _result(collection: str, name: str, run: Run, evaluator: Any, measures: list[str], n_queries: int,
+            wall_s: float) -> Result:
+    ev = evaluator.evaluate(run)
+    stats = dict(run.stats)
+    stats.setdefault("wall_s", wall_s)
+    stats["ms_per_query"] = 1000.0 * float(stats["wall_s"]) / max(1, n_queries)
+    return Result(collection, name, {m: ev[m] for m in measures}, {m: ev.query_values(m) for m in measures}, stats)
+
+
+def compare_with_baseline(results: list[Result], baseline: str, measures: list[str], test: str = "t",
+                          alpha: float = 0.05, correction: str = "holm") -> None:
+    """Fill each result's ``significance`` against the result named ``baseline`` (one collection)."""
+    from rankstack.measures import significance_table
+
+    base = next((r for r in results if r.pipeline == baseline), None)
+    if base is None:
+        return
+    others = [r for r in results if r is not base]
+    for m in measures:
+        rows = significance_table(base.per_query[m], {r.pipeline: r.per_query[m] for r in others},
+                                  test=test, alpha=alpha, correction=correction)  # type: ignore[arg-type]
+        for r, row in zip(others, rows):
+            r.significance[m] = asdict(row)
+
+
+def write_outputs(report: Report, out: Path, runs: dict[tuple[str, str], Run]) -> None:
+    """``results.json``, ``report.html`` and, for each pipeline, ``runs/<collection>/<pipeline>.trec``."""
+    from rankstack.data.formats import write_run
+    from rankstack.experiments.report import write_html
+
+    out.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for (cname, pname), run in runs.items():
+        path = out / "runs" / _safe(cname) / f"{_safe(pname)}.trec"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_run(run, path, tag=_safe(pname))
+        files[f"{cname}/{pname}"] = str(path.relative_to(out))
+    body = report.to_json()
+    body["runs"] = files
+    (out / "results.json").write_text(json.dumps(body, indent=1, default=float))
+    write_html(report, out / "report.html")
+
+
+def _safe(name: str) -> str:
+    """A name usable as a file name and a run tag (no path separators or whitespace)."""
+    return "".join(c if c.isalnum() or c in "-_.+@()" else "_" for c in name) or "_"

@@ -52,8 +52,9 @@ def model_dir(train: dict[str, Any], kind: str, cache_root: Path, data: str | No
     return cache_root / "models" / f"{kind}-{tag}"
 
 
-def trained_model(train: dict[str, Any], stage: str, cache_root: Path, where: str) -> str:
-    """The directory of the model a stage's ``train`` table describes, training it first if needed."""
+def trained_model(train: dict[str, Any], stage: str, cache_root: Path, where: str, rebuild: bool = False) -> str:
+    """The directory of the model a stage's ``train`` table describes, training it first if needed
+    (``rebuild``: train it again even if a finished model is there -- ``--no-cache``)."""
     from rankstack import registry
     from rankstack.data import datasets
     from rankstack.stages.base import Cached
@@ -90,6 +91,9 @@ def trained_model(train: dict[str, Any], stage: str, cache_root: Path, where: st
                           ).hexdigest()[:16]
     out = model_dir(train, kind, cache_root, data)
     final = out / "final"
+    if rebuild and out.exists():
+        log.info("%s: --no-cache: training %s again", where, out)
+        shutil.rmtree(out)
     if is_complete(final):
         return str(final)
 
@@ -100,8 +104,9 @@ def trained_model(train: dict[str, Any], stage: str, cache_root: Path, where: st
 
     # BM25 candidates of the training queries (index and run cached like the experiment's own)
     coll_cache = cache_root / dataset.replace("/", "_")
-    ctx = BuildContext(coll, coll_cache, progress=False, _docs=docs)
-    run = Cached(ctx.bm25_index().retriever(k=depth), coll_cache / "runs")(coll.queries)
+    ctx = BuildContext(coll, coll_cache, progress=False, _docs=docs, rebuild=rebuild)
+    first = ctx.bm25_index().retriever(k=depth)
+    run = (first if rebuild else Cached(first, coll_cache / "runs"))(coll.queries)
 
     negatives = dict(spec.pop("negatives", {}) or {})
     if "rank_window" in negatives:

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from rankstack import registry
+from rankstack.data.formats import ids as ids_rules
 from rankstack.data.records import Document
 from rankstack.errors import ConfigError, FormatError
 from rankstack.index.analysis import MAX_TOKEN_LENGTH, EnglishAnalyzer
@@ -250,6 +251,10 @@ class BM25Index:
         truncated0 = getattr(analyzer, "truncated_tokens", 0)
         for doc in docs:
             did, body = _contents(doc, fields)
+            if not (0 < len(did) <= ids_rules.max_id_length() and did.isprintable() and " " not in did):
+                problem = ids_rules.id_problem(did, "document")
+                if problem:  # the readers refuse these too; here for documents given from Python
+                    raise ConfigError(f"BM25 index: document #{len(ids) + 1}: {problem}")
             ids.append(did)
             batch_ids.append(did)
             batch_texts.append(body)

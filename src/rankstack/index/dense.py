@@ -31,7 +31,7 @@ import numpy as np
 from rankstack import registry
 from rankstack.data.records import Document, docs_fingerprint
 from rankstack.errors import ConfigError, FormatError, IndexMismatchError, StageError
-from rankstack.manifest import verify, write_manifest
+from rankstack.manifest import MANIFEST, verify, write_manifest
 from rankstack.optional import require
 from rankstack.progress import Bar
 
@@ -152,12 +152,18 @@ def encode_corpus(
         bar.close()
     if truncated:
         warnings.warn(f"{truncated} of {len(ids)} texts truncated to {enc.max_length} tokens", stacklevel=2)
-    return all((out / "shards" / f"{s:05d}.npy").exists() for s in range(n_shards))
+    complete = all((out / "shards" / f"{s:05d}.npy").exists() for s in range(n_shards))
+    if complete and (new or not (out / MANIFEST).exists()):
+        # the finished encoding's files, sizes and checksums: checked on every load, fully by `rankstack check`
+        write_manifest(out, [META_FILE, IDS_FILE] + [f"shards/{s:05d}.npy" for s in range(n_shards)], "encoding",
+                       f"delete {out} and encode again (rankstack index ... --dense)")
+    return complete
 
 
 def load_embeddings(enc_dir: str | os.PathLike) -> tuple[list[str], np.ndarray]:
     """Ids and embeddings of a complete :func:`encode_corpus` directory."""
     d = Path(enc_dir)
+    verify(d)  # sizes against the manifest of a finished encoding (older encodings have none)
     try:
         meta = json.loads((d / META_FILE).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:

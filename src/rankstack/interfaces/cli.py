@@ -142,7 +142,7 @@ def search(
 @app.command()
 def evaluate(
     qrels: Annotated[Path, typer.Argument(help="TREC qrels, BEIR tsv or SMART relevance file")],
-    run: Annotated[Path, typer.Argument(help="TREC run file")],
+    run: Annotated[Path, typer.Argument(help="run file: TREC (6 columns) or MS MARCO (qid docid rank); - reads standard input")],
     measure: Annotated[Optional[list[str]], typer.Option("-m", "--measure", help="e.g. nDCG@10, P(rel=2)@5")] = None,
     per_query: Annotated[bool, typer.Option("--per-query", "-q", help="also print per-query values")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
@@ -163,7 +163,7 @@ def evaluate(
     agg = {m: ev[m] for m in measures}
     perq = {m: ev.query_values(m) for m in measures}
     if as_json:
-        out = {"aggregate": agg}
+        out = {"aggregate": agg, "providers": {m: ev.provider(m) for m in measures}}
         if per_query:
             out["per_query"] = perq
         typer.echo(_strict_json(out))
@@ -180,7 +180,7 @@ def evaluate(
 @app.command()
 def compare(
     qrels: Annotated[Path, typer.Argument(help="TREC qrels, BEIR tsv or SMART relevance file")],
-    baseline: Annotated[Path, typer.Argument(help="the baseline's TREC run file")],
+    baseline: Annotated[Path, typer.Argument(help="the baseline's run file (TREC or MS MARCO)")],
     runs: Annotated[list[Path], typer.Argument(help="the runs compared with the baseline")],
     measure: Annotated[str, typer.Option("-m", "--measure", help="e.g. nDCG@10")] = "nDCG@10",
     test: Annotated[str, typer.Option("--test", help="t (paired t-test) or randomization")] = "t",
@@ -284,6 +284,10 @@ def _open_artifact(d: Path) -> None:
         from rankstack.data.docstore import DocStore
 
         DocStore.open(d)
+    elif (d / "shards").is_dir():
+        from rankstack.index.dense import load_embeddings
+
+        load_embeddings(d)
 
 
 @app.command()
@@ -304,7 +308,7 @@ def datasets() -> None:
 
 @app.command()
 def fuse(
-    runs: Annotated[list[Path], typer.Argument(help="two or more TREC run files")],
+    runs: Annotated[list[Path], typer.Argument(help="two or more run files (TREC or MS MARCO)")],
     output: Annotated[Path, typer.Option("-o", "--output")],
     method: Annotated[str, typer.Option("--method", help="rrf|combsum|combmnz|wsum")] = "rrf",
     norm: Annotated[Optional[str], typer.Option("--norm", help="minmax|zscore")] = None,

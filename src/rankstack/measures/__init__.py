@@ -3,24 +3,31 @@
 * :func:`evaluate` / :class:`Evaluator`: nDCG, AP, RR, P, R, Rprec, Success, Judged (numpy, no
   trec_eval needed at run time); :class:`Evaluation` holds the means and per-query values.
 * :func:`parse_measure`: the measure language (``nDCG@10``, ``AP@100``, ``RR@10``, ``P(rel=2)@5``).
+* every other ir_measures measure (``Bpref``, ``infAP``, ``ERR@10``, ``RBP(rel=1)``, ``SetP``,
+  ``nDCG(judged_only=True)@10``...) and ir_measures measure objects: an :class:`ExternalMeasure`,
+  computed by ir_measures (optional: ``pip install 'rankstack[measures]'``);
+  :func:`measure_provider` / :meth:`Evaluation.provider` say who computes a measure.
 * :func:`compare`, :func:`significance_table`: paired t-test and randomization test with Holm
   correction.
 
 This layer needs only numpy at import (scipy is imported lazily for the t-test); it never imports
-readers, stages or pytrec_eval.
+readers, stages or pytrec_eval (ir_measures only when a measure beyond the core set is asked for).
 """
 
 from rankstack.measures.compute import Evaluation, Evaluator, evaluate
+from rankstack.measures.external import ExternalMeasure
 from rankstack.measures.parse import (
     AP,
     MEASURE_NAMES,
     RR,
+    AnyMeasure,
     Judged,
     Measure,
     P,
     R,
     Rprec,
     Success,
+    measure_provider,
     nDCG,
     parse_measure,
     parse_measures,
@@ -36,6 +43,8 @@ from rankstack.measures.significance import (
 
 __all__ = [
     "AP",
+    "AnyMeasure",
+    "ExternalMeasure",
     "MEASURE_NAMES",
     "RR",
     "Evaluation",
@@ -50,6 +59,7 @@ __all__ = [
     "compare",
     "evaluate",
     "holm",
+    "measure_provider",
     "nDCG",
     "paired_t_test",
     "parse_measure",

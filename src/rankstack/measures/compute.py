@@ -1,4 +1,5 @@
-"""trec_eval-exact evaluation in numpy: nDCG, AP, RR, P, R, Rprec, Success, Judged.
+"""trec_eval-exact evaluation in numpy: nDCG, AP, RR, P, R, Rprec, Success, Judged; every other
+ir_measures measure is handed to ir_measures (see the end of this docstring).
 
 Our own implementation (no trec_eval/pytrec_eval at run time); tests check it against pytrec_eval-terrier
 (trec_eval 9.0.x) to 1e-9 on randomised inputs. The semantics, exactly as trec_eval's:
@@ -36,6 +37,17 @@ Our own implementation (no trec_eval/pytrec_eval at run time); tests check it ag
 trec_eval's behaviour is undefined on a query whose judgments are all negative (its ``rel_levels`` array
 is sized ``max_rel + 1``; pytrec_eval segfaults or hangs, depending on the queries evaluated before);
 here such a query simply has no relevant document and scores 0.
+
+**Measures handed to ir_measures** (:class:`~rankstack.measures.external.ExternalMeasure`: ``Bpref``,
+``infAP``, ``ERR@10``, ``RBP(rel=1)``, ``SetP``, ``nDCG(judged_only=True)@10``...) are computed by their
+ir_measures provider on the same qrels and on the run as rankstack sees it (``remove_query_doc``
+applied, run queries without qrels and empty rankings left out: ir_measures gives those its default
+value, 0). Their per-query values are ir_measures' own, and they are averaged over the same queries as
+every other measure of the evaluation (by the measure's ir_measures aggregator: a mean, a sum for NumQ,
+NumRet, NumRel). ir_measures itself averages over *every qrels query*, a query missing from the run
+scoring its default: that is ``all_judged=True`` (trec_eval's ``-c``), where the aggregates equal
+``ir_measures.calc_aggregate``; without it they differ only when the run lacks a judged query.
+:meth:`Evaluation.provider` says who computed each measure.
 """
 
 from __future__ import annotations
@@ -50,7 +62,8 @@ from typing import Any
 import numpy as np
 
 from rankstack.errors import ConfigError
-from rankstack.measures.parse import Measure, parse_measure, parse_measures
+from rankstack.measures.external import CORE_PROVIDER, ExternalEvaluator, ExternalMeasure
+from rankstack.measures.parse import AnyMeasure, Measure, parse_measure, parse_measures
 
 __all__ = ["Evaluation", "Evaluator", "evaluate"]
 
@@ -261,9 +274,11 @@ class Evaluation(Mapping[str, float]):
     ``aggregate`` is that dict; ``per_query[measure][qid]`` the per-query values; ``queries`` the
     evaluated query ids (the averaging set); ``arrays[measure]`` the per-query numpy array in that
     order. Keys may be given in any spelling :func:`parse_measure` reads (``ev["ndcg_cut_10"]``).
+    ``providers[measure]`` (and :meth:`provider`) says who computed it: ``"rankstack"`` or
+    ``"ir_measures (<provider>)"``.
     """
 
-    measures: tuple[Measure, ...]
+    measures: tuple[AnyMeasure, ...]
     queries: tuple[str, ...]
     arrays: dict[str, np.ndarray]
     aggregate: dict[str, float]
@@ -271,6 +286,7 @@ class Evaluation(Mapping[str, float]):
     ignored_run_queries: int = 0  # run queries without qrels (not evaluated)
     missing_run_queries: int = 0  # qrels queries absent from the run (0-filled only if all_judged)
     _per_query: dict[str, dict[str, float]] | None = field(default=None, repr=False)
+    providers: dict[str, str] = field(default_factory=dict)
 
     @property
     def per_query(self) -> dict[str, dict[str, float]]:
@@ -292,6 +308,11 @@ class Evaluation(Mapping[str, float]):
 
     def __getitem__(self, key: str | Measure) -> float:  # type: ignore[override]
         return self.aggregate[self._key(key)]
+
+    def provider(self, measure: str | AnyMeasure) -> str:
+        """Who computed ``measure``: ``"rankstack"`` (its own kernels) or ``"ir_measures (<provider>)"``,
+        e.g. ``"ir_measures (pytrec_eval)"``."""
+        return self.providers.get(self._key(measure), CORE_PROVIDER)
 
     def query_values(self, measure: str | Measure) -> dict[str, float]:
         """``{qid: value}`` for one measure."""
@@ -318,17 +339,20 @@ class Evaluator:
     def __init__(
         self,
         qrels: Mapping[str, Mapping[str, int]],
-        measures: str | Measure | Iterable[str | Measure],
+        measures: str | AnyMeasure | Iterable[str | AnyMeasure] | Any,
         *,
         all_judged: bool = False,
         remove_query_doc: bool = False,
     ):
-        self.measures = tuple(parse_measures(measures if isinstance(measures, str | Measure) else list(measures)))
+        self.measures = tuple(parse_measures(measures))
         self.all_judged = all_judged
         self.remove_query_doc = remove_query_doc
         self._qrels = _prepare_qrels(qrels)
+        external = [m for m in self.measures if isinstance(m, ExternalMeasure)]
+        self._external = ExternalEvaluator(_raw(qrels), external) if external else None
         top = max((g for docs in qrels.values() for g in docs.values()), default=None)
-        unreachable = [str(m) for m in self.measures if top is not None and getattr(m, "rel", 1) > max(top, 1)]
+        unreachable = [str(m) for m in self.measures if top is not None and isinstance(m.rel, int)
+                       and m.rel > max(top, 1)]
         if unreachable:
             warnings.warn(f"{', '.join(unreachable)}: no judgment reaches that relevance level (the highest grade "
                           f"in the qrels is {top}); the measure is 0 for every query", UserWarning, stacklevel=2)
@@ -345,6 +369,7 @@ class Evaluator:
         ignored = sum(1 for q in rd if q not in qd)
         missing = sum(1 for q in qd if q not in rd)
         empty: dict[str, float] = {}
+        handed: dict[str, Mapping[str, float]] = {}  # the run as ir_measures gets it
         ranked: list[np.ndarray] = []
         judged: list[np.ndarray] = []
         ideal: list[np.ndarray] = []
@@ -353,13 +378,20 @@ class Evaluator:
             docs = rd.get(q, empty)
             if self.remove_query_doc and q in docs:
                 docs = {d: s for d, s in docs.items() if d != q}
+            if self._external is not None and docs:
+                handed[q] = {str(d): float(s) for d, s in docs.items()}
             ranked.append(_rank_grades(q, docs, qq.lookup))
             judged.append(qq.judged)
             ideal.append(qq.ideal)
         flat = _Flat(ranked, judged, ideal)
-        values = {str(m): flat.compute(m) for m in self.measures}
+        outside = self._external.evaluate(handed, qids) if self._external is not None else {}
+        values = {str(m): outside[str(m)] if isinstance(m, ExternalMeasure) else flat.compute(m)
+                  for m in self.measures}
+        providers = {str(m): m.provider_label if isinstance(m, ExternalMeasure) else CORE_PROVIDER
+                     for m in self.measures}
         if qids:
-            aggregate = {k: float(v.mean()) for k, v in values.items()}
+            aggregate = {str(m): m.aggregate(values[str(m)]) if isinstance(m, ExternalMeasure)
+                         else float(values[str(m)].mean()) for m in self.measures}
         else:
             warnings.warn(
                 f"no query to evaluate: the run has {len(rd)} queries, the qrels {len(qd)}, none in common"
@@ -377,6 +409,7 @@ class Evaluator:
             all_judged=self.all_judged,
             ignored_run_queries=ignored,
             missing_run_queries=missing,
+            providers=providers,
         )
         if per_query:
             ev.per_query  # noqa: B018 - build eagerly
@@ -386,7 +419,7 @@ class Evaluator:
 def evaluate(
     qrels: Mapping[str, Mapping[str, int]],
     run: Mapping[str, Mapping[str, float]],
-    measures: str | Measure | Iterable[str | Measure],
+    measures: str | AnyMeasure | Iterable[str | AnyMeasure] | Any,
     *,
     per_query: bool = False,
     all_judged: bool = False,
@@ -396,8 +429,9 @@ def evaluate(
 
     ``qrels``: ``{qid: {docid: grade}}`` (a :class:`~rankstack.data.records.Qrels` or a plain dict);
     ``run``: ``{qid: {docid: score}}`` (a :class:`~rankstack.data.records.Run` or a plain dict);
-    ``measures``: strings such as ``"nDCG@10"``, ``"AP"``, ``"RR@10"``, ``"P(rel=2)@5"`` or
-    :class:`Measure` objects. ``all_judged=True`` is trec_eval's ``-c`` (average over all qrels
+    ``measures``: strings such as ``"nDCG@10"``, ``"AP"``, ``"RR@10"``, ``"P(rel=2)@5"``, ``"ERR@10"``,
+    ``"Bpref"``, :class:`Measure` objects or ir_measures measure objects (those rankstack has no kernel
+    for are computed by ir_measures). ``all_judged=True`` is trec_eval's ``-c`` (average over all qrels
     queries, missing ones score 0); ``remove_query_doc=True`` drops a document whose id equals the
     query id (BEIR's ArguAna/Quora convention).
 

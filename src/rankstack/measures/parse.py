@@ -6,6 +6,12 @@ definitions. trec_eval's own names are accepted as aliases (``ndcg_cut_10``, ``m
 ``recip_rank``, ``P_5``, ``recall_100``, ``success_10``), and so are the common spellings ``MAP``,
 ``MRR``, ``NDCG``, ``R-Prec``, ``Recall`` (names are matched case-insensitively).
 
+Every other ir_measures measure name is accepted too (``Bpref``, ``infAP``, ``ERR@10``, ``RBP(rel=1,p=0.8)``,
+``SetP``, ``SetR``, ``SetF``, ``nDCG(judged_only=True)@10``...), and so are ir_measures measure objects
+(``ir_measures.nDCG@10``): a measure rankstack has a kernel for becomes a :class:`Measure`, any other an
+:class:`~rankstack.measures.external.ExternalMeasure`, computed by ir_measures (the optional extra
+``rankstack[measures]``); see :mod:`rankstack.measures.external`.
+
 >>> str(parse_measure("p(rel=2)@5"))
 'P(rel=2)@5'
 >>> parse_measure("ndcg_cut_10") == nDCG @ 10
@@ -16,11 +22,26 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from typing import Any, Union
 
-from rankstack.errors import ConfigError
+from rankstack.errors import ConfigError, MissingDependencyError
+from rankstack.measures.external import (
+    CORE_PROVIDER,
+    ExternalMeasure,
+    core_fields,
+    ir_measures_names,
+    is_ir_measures_object,
+    known_elsewhere,
+    load_ir_measures,
+    parse_ir_measures_text,
+    validate_ir_measures,
+)
+from rankstack.optional import install_hint
 
 __all__ = [
     "AP",
+    "AnyMeasure",
+    "ExternalMeasure",
     "MEASURE_NAMES",
     "Judged",
     "Measure",
@@ -29,6 +50,7 @@ __all__ = [
     "RR",
     "Rprec",
     "Success",
+    "measure_provider",
     "nDCG",
     "parse_measure",
     "parse_measures",
@@ -167,6 +189,10 @@ class Measure:
         return None
 
 
+#: a measure rankstack computes itself, or one handed to ir_measures
+AnyMeasure = Union[Measure, ExternalMeasure]  # noqa: UP007 - a runtime alias
+
+
 def _parse_int(text: str, what: str, source: str) -> int:
     t = text.strip()
     if not re.fullmatch(r"[+-]?\d+", t):
@@ -174,15 +200,105 @@ def _parse_int(text: str, what: str, source: str) -> int:
     return int(t)
 
 
-def parse_measure(text: str | Measure) -> Measure:
-    """Parse ``"nDCG@10"``, ``"P(rel=2)@5"``, ``"ndcg_cut_10"``... into a :class:`Measure`.
+def parse_measure(text: str | Measure | ExternalMeasure | Any) -> AnyMeasure:
+    """Parse ``"nDCG@10"``, ``"P(rel=2)@5"``, ``"ndcg_cut_10"``, ``"ERR@10"``, ``ir_measures.Bpref``... into
+    a :class:`Measure` (rankstack's own kernels) or an :class:`ExternalMeasure` (handed to ir_measures).
 
-    Raises ``ValueError`` saying what is wrong and listing the known measure names.
+    Raises :class:`~rankstack.errors.ConfigError` (a ``ValueError``) saying what is wrong and listing
+    the known measure names; for a measure that needs ir_measures when it is not installed, the
+    ``pip install 'rankstack[measures]'`` line.
     """
     if isinstance(text, Measure):
         return text.validate()
+    if isinstance(text, ExternalMeasure):
+        return text
+    if is_ir_measures_object(text):
+        return _from_ir_measures(text, repr(text))
     if not isinstance(text, str):
-        raise TypeError(f"a measure is a string or a Measure, got {type(text).__name__}: {text!r}")
+        raise TypeError(f"a measure is a string, a Measure or an ir_measures measure, "
+                        f"got {type(text).__name__}: {text!r}")
+    try:
+        return _parse_core(text)
+    except ConfigError as e:
+        if not _hand_off(text):
+            raise
+        return _parse_elsewhere(text, e)
+
+
+def _hand_off(text: str) -> bool:
+    """Whether a text rankstack's own parser refused may be an ir_measures measure: an unknown name, a
+    text outside rankstack's syntax, or a core name with a parameter other than ``rel``."""
+    if _TREC_CUT.match(text.strip()):
+        return False
+    m = _SYNTAX.match(text)
+    if not m or m.group("name").lower() not in _ALIASES:
+        return True
+    params = m.group("params")
+    return params is not None and any(
+        part.partition("=")[0].strip() not in ("rel", "") for part in params.split(",")
+    )
+
+
+def _parse_elsewhere(text: str, core_error: ConfigError) -> AnyMeasure:
+    lead = re.match(r"^\s*([^\W\d]\w*)", text)
+    raw_name = lead.group(1) if lead else text.strip()
+    try:
+        irm = load_ir_measures(repr(text))
+    except ConfigError as e:
+        dep = e.__cause__ if isinstance(e.__cause__, MissingDependencyError) else e
+        if known_elsewhere(raw_name) or raw_name.lower() in _ALIASES:
+            raise ConfigError(
+                f"measure {text!r} is not one of rankstack's own ({', '.join(MEASURE_NAMES)}, without "
+                f"judged_only or other ir_measures parameters); it is computed by ir_measures, which is not "
+                f"installed: install it with {install_hint('measures')}"
+            ) from dep
+        raise ConfigError(
+            f"{core_error}; every other measure is handed to ir_measures, which is not installed: install it "
+            f"with {install_hint('measures')}"
+        ) from dep
+    try:
+        measure = parse_ir_measures_text(irm, text)
+        validate_ir_measures(measure)
+    except ConfigError as e:
+        if raw_name.lower() in _ALIASES:
+            raise ConfigError(f"{core_error}; nor does ir_measures read it ({e})") from None
+        cls = next((c for k, c in irm.measures.registry.items() if k.lower() == raw_name.lower()), None)
+        if cls is not None:  # an ir_measures measure, with parameters it does not take
+            takes = ", ".join(f"{k} ({p.desc})" if p.desc else k for k, p in cls.SUPPORTED_PARAMS.items())
+            raise ConfigError(f"bad measure {text!r}: {e}; ir_measures' {cls.NAME} takes "
+                              f"{takes or 'no parameter'}") from None
+        names = ", ".join(ir_measures_names(irm, MEASURE_NAMES))
+        raise ConfigError(f"{core_error}; nor does ir_measures read it ({e}); ir_measures' other measures: "
+                          f"{names}") from None
+    return _from_ir_measures(measure, text)
+
+
+def _from_ir_measures(measure: Any, source: str) -> AnyMeasure:
+    """rankstack's own :class:`Measure` where it has a kernel for the ir_measures ``measure``, else an
+    :class:`ExternalMeasure`."""
+    fields = core_fields(measure, _SPECS)
+    if fields is None:
+        try:
+            return ExternalMeasure.from_ir_measures(measure)
+        except ConfigError as e:
+            if source == repr(measure):
+                raise
+            raise ConfigError(f"{e} (in measure {source!r})") from e.__cause__
+    name, cutoff, rel = fields
+    try:
+        return Measure(name, cutoff=cutoff, rel=rel).validate()
+    except ConfigError as e:
+        raise ConfigError(f"{e} (in measure {source!r})") from None
+
+
+def measure_provider(measure: str | Measure | ExternalMeasure | Any) -> str:
+    """Who computes ``measure``: ``"rankstack"`` for rankstack's own kernels, ``"ir_measures (<provider>)"``
+    (e.g. ``"ir_measures (pytrec_eval)"``) for a measure handed to ir_measures."""
+    m = parse_measure(measure)
+    return m.provider_label if isinstance(m, ExternalMeasure) else CORE_PROVIDER
+
+
+def _parse_core(text: str) -> Measure:
     m = _TREC_CUT.match(text.strip())
     if m:
         return Measure(_TREC_CUT_NAMES[m.group(1).lower()], cutoff=_parse_int(m.group(2), "cutoff", text))
@@ -202,7 +318,8 @@ def parse_measure(text: str | Measure) -> Measure:
             if not eq:
                 raise ConfigError(f"bad parameter {part.strip()!r} in {text!r}: expected key=value, e.g. rel=2")
             if key != "rel":
-                raise ConfigError(f"unknown parameter {key!r} in {text!r}: the only parameter is rel (e.g. P(rel=2)@5)")
+                raise ConfigError(f"unknown parameter {key!r} in {text!r}: rankstack's own {name} takes "
+                                  "only rel (e.g. P(rel=2)@5)")
             rel = _parse_int(value, "rel", text)
     cutoff = None
     if m.group("cutoff") is not None:
@@ -217,12 +334,13 @@ def parse_measure(text: str | Measure) -> Measure:
         raise ConfigError(f"{e} (in measure {text!r})") from None
 
 
-def parse_measures(measures: str | Measure | list[str | Measure] | tuple[str | Measure, ...]) -> list[Measure]:
-    """Parse one measure or a list of them (duplicates removed, order kept)."""
-    if isinstance(measures, str | Measure):
+def parse_measures(measures: Any) -> list[AnyMeasure]:
+    """Parse one measure or a list of them (duplicates removed, order kept); a measure is a string, a
+    :class:`Measure`, an :class:`ExternalMeasure` or an ir_measures measure object."""
+    if isinstance(measures, str | Measure | ExternalMeasure) or is_ir_measures_object(measures):
         measures = [measures]
-    out: list[Measure] = []
-    seen: set[Measure] = set()
+    out: list[AnyMeasure] = []
+    seen: set[AnyMeasure] = set()
     for item in measures:
         m = parse_measure(item)
         if m not in seen:

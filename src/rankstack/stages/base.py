@@ -379,7 +379,16 @@ class Reranker(Stage):
         return Candidates(qs, ids, docs, scores)
 
     def transform(self, queries: Sequence[Query], run: Run | None = None) -> Run:
-        assert run is not None
+        if run is None:
+            raise StageError(f"{self.name} is a reranker: it needs an incoming run of candidates "
+                             "(first_stage >> reranker, or reranker(queries, run))")
+        queries = list(queries)
+        absent = [q.id for q in queries if q.id not in run]
+        if absent:  # the incoming run cannot answer these: never silent
+            raise StageError(
+                f"{self.name}: the incoming run has no candidates for {len(absent)} of the {len(queries)} queries "
+                f"({_first_ids(absent)}); rerank only the queries it has, or give it FromRun(run, missing='warn') "
+                "to rank them as empty")
         batch = self.candidates(queries, run)
         scores = self.score_batch(batch) if batch.num_candidates else [np.empty(0) for _ in batch.queries]
         if len(scores) != len(batch):
@@ -397,9 +406,8 @@ class Reranker(Stage):
         empty = [q.id for q, ids in zip(batch.queries, batch.doc_ids) if not ids]
         if empty:  # never silent: counted in the stats and said once
             stats["queries_without_candidates"] = len(empty)
-            shown = ", ".join(repr(q) for q in empty[:5]) + (" ..." if len(empty) > 5 else "")
-            warnings.warn(f"{self.name}: {len(empty)} of {len(batch)} queries have no candidates ({shown}); they get "
-                          "empty rankings", UserWarning, stacklevel=3)
+            warnings.warn(f"{self.name}: {len(empty)} of {len(batch)} queries have no candidates "
+                          f"({_first_ids(empty)}); they get empty rankings", UserWarning, stacklevel=3)
         return Run._wrap(out, name=self.name, stats=stats)
 
 
@@ -407,20 +415,25 @@ class FromRun(Stage):
     """A fixed run as a stage (e.g. a shipped BM25 run file) -- the first stage of a pipeline."""
 
     spec_params = ("path",)
+    _not_in_key: ClassVar[tuple[str, ...]] = ("progress", "missing")
 
-    def __init__(self, run: Run, name: str | None = None, source: str | None = None):
+    def __init__(self, run: Run, name: str | None = None, source: str | None = None, missing: str = "error"):
+        if missing not in ("error", "warn"):
+            raise ConfigError(f"run stage: missing={missing!r}; known: 'error' (the default: a query the run does "
+                              "not answer is an error) or 'warn' (it gets an empty ranking, with a warning)")
         self.run = run
         self.name = name or run.name
         self.source = source
+        self.missing = missing
 
     @classmethod
     def from_context(cls, ctx: Any, **params: Any) -> FromRun:
         """``{stage = "run", run = NAME}`` (a run the collection ships) or ``{stage = "run", path = FILE}``."""
         from rankstack.data.formats import read_run
 
-        unknown = sorted(set(params) - {"run", "path", "name"})
+        unknown = sorted(set(params) - {"run", "path", "name", "missing"})
         if unknown:
-            raise ConfigError(f"unknown run-stage parameter(s) {unknown}; known: run, path, name")
+            raise ConfigError(f"unknown run-stage parameter(s) {unknown}; known: run, path, name, missing")
         if "run" in params:
             coll = ctx.collection
             runs = coll.meta.get("runs", {})
@@ -433,11 +446,28 @@ class FromRun(Stage):
             raise ConfigError("a run stage needs 'run' (a shipped run's name) or 'path'")
         run = read_run(path)
         run.name = params.get("name", Path(path).stem)
-        return cls(run, name=run.name, source=str(path))
+        return cls(run, name=run.name, source=str(path), missing=params.get("missing", "error"))
 
     def transform(self, queries: Sequence[Query], run: Run | None = None) -> Run:
+        queries = list(queries)
+        absent = [q.id for q in queries if q.id not in self.run]
+        stats: dict[str, Any] = {"items": 0}
+        if absent:  # a query the run does not answer: an error by default, never silent
+            src = self.source or ""
+            where = f"{self.name!r}" + (f" ({src})" if ("/" in src or "." in src) else "")
+            msg = (f"run {where} has no ranking for {len(absent)} of the {len(queries)} queries asked "
+                   f"({_first_ids(absent)})")
+            if self.missing == "error":
+                raise StageError(msg + "; to give them empty rankings, set missing = \"warn\" on the run stage "
+                                 "(FromRun(..., missing='warn'))")
+            warnings.warn(msg + "; they get empty rankings", UserWarning, stacklevel=3)
+            stats["queries_not_in_run"] = len(absent)
         data = {q.id: dict(self.run.get(q.id, {})) for q in queries}
-        return Run._wrap(data, name=self.name, stats={"items": 0})
+        return Run._wrap(data, name=self.name, stats=stats)
+
+
+def _first_ids(ids: Sequence[str], n: int = 5) -> str:
+    return ", ".join(repr(q) for q in ids[:n]) + (" ..." if len(ids) > n else "")
 
 
 class Fuse(Stage):
@@ -472,7 +502,8 @@ class Fuse(Stage):
             elif isinstance(s, Stage):
                 flat.append(s)
             elif isinstance(s, Mapping):
-                flat.append(FromRun(s if isinstance(s, Run) else Run(s)))
+                # fusing runs that answer different queries is fusion's normal case: warned, not an error
+                flat.append(FromRun(s if isinstance(s, Run) else Run(s), missing="warn"))
             else:
                 raise TypeError(f"Fuse takes stages or runs, got {type(s).__name__}")
         _fusion._check(method, norm, weights, len(flat))
@@ -498,7 +529,8 @@ class Fuse(Stage):
             raise ConfigError(f"fuse refers to {missing}, which must be earlier pipelines")
         depth = params.pop("depth", None)  # fuse only each run's top-`depth` (e.g. the reranked depth)
         picked = {n: runs[n] if depth is None else runs[n].cut(int(depth)) for n in names}
-        return cls([FromRun(r, name=n, source=r.fingerprint()) for n, r in picked.items()], **params)
+        return cls([FromRun(r, name=n, source=r.fingerprint(), missing="warn") for n, r in picked.items()],
+                   **params)
 
     def transform(self, queries: Sequence[Query], run: Run | None = None) -> Run:
         queries = list(queries)

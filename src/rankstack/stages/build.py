@@ -19,6 +19,7 @@ misspelt parameter lists the stage's known parameters.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import inspect
 import json
@@ -136,28 +137,51 @@ def _known_params(cls: Any) -> tuple[list[str], bool]:
     return names, any(p.kind is p.VAR_KEYWORD for p in params)
 
 
-def build_stage(spec: Mapping[str, Any], ctx: BuildContext | None = None, where: str = "stage") -> Stage:
-    """The stage a spec describes (``{"stage": NAME, **params}``), built with ``ctx``."""
-    ctx = ctx if ctx is not None else BuildContext()
-    if "stage" not in spec:
+def check_spec(spec: Mapping[str, Any], where: str = "stage") -> None:
+    """Check a stage spec without building it: a known stage name, known parameters, ``train`` only
+    for a trainable stage and not with ``model``. Experiments check every spec when they are loaded,
+    so that a misspelt parameter fails before any work; :func:`build_stage` checks again."""
+    if not isinstance(spec, Mapping) or "stage" not in spec:
         raise ConfigError(f"{where}: a stage needs 'stage' (a name: {', '.join(registry.names())})")
     name = spec["stage"]
+    if not isinstance(name, str):
+        raise ConfigError(f"{where}: 'stage' must be a name (a string), got {type(name).__name__}")
+    try:
+        entry = registry.resolve_entry(name)
+    except KeyError as e:  # UnknownStageError, with where it was asked for
+        raise type(e)(f"{where}: {e.args[0] if e.args else e}") from None
     params = {k: v for k, v in spec.items() if k != "stage"}
-    entry = registry.resolve_entry(name)
-    if "train" in params:  # a model trained (once, then cached) for this stage
+    if "train" in params:
         if entry.trainable is None:
             trainable = sorted(e.name for e in registry.entries() if e.trainable)
             raise ConfigError(f"{where}: stage {name!r} cannot be trained; 'train' works with {trainable}")
         if "model" in params:
             raise ConfigError(f"{where}: give either 'model' or 'train' (whose 'model' is the backbone), not both")
+        params["model"] = None
+        del params["train"]
+    known, open_ended = _known_params(registry.resolve(name))
+    unknown = sorted(set({**entry.defaults, **params}) - set(known))
+    if unknown and not open_ended:
+        hint = ""
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        if close:
+            hint = f" (did you mean {close[0]!r}?)"
+        raise ConfigError(f"{where}: stage {name!r} has no parameter {', '.join(map(repr, unknown))}{hint}; "
+                          f"its parameters: {', '.join(known)}")
+
+
+def build_stage(spec: Mapping[str, Any], ctx: BuildContext | None = None, where: str = "stage") -> Stage:
+    """The stage a spec describes (``{"stage": NAME, **params}``), built with ``ctx``."""
+    ctx = ctx if ctx is not None else BuildContext()
+    check_spec(spec, where)
+    name = spec["stage"]
+    params = {k: v for k, v in spec.items() if k != "stage"}
+    entry = registry.resolve_entry(name)
+    if "train" in params:  # a model trained (once, then cached) for this stage
         params["model"] = ctx.trained_model(name, params.pop("train"), where)
     cls = registry.resolve(name)
     params = {**entry.defaults, **params}
-    known, open_ended = _known_params(cls)
-    unknown = sorted(set(params) - set(known))
-    if unknown and not open_ended:
-        raise ConfigError(f"{where}: stage {name!r} has no parameter {', '.join(map(repr, unknown))}; "
-                          f"its parameters: {', '.join(known)}")
+    known, _ = _known_params(cls)
     try:
         return cls.from_context(ctx, **params)
     except TypeError as e:

@@ -14,6 +14,7 @@ zero" and "plain ASCII number" tests, the error-path search for the first line o
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import sys
 import warnings
@@ -35,7 +36,28 @@ def _err(path: PathLike, lineno: int, msg: str) -> FormatError:
     """``FormatError("path:lineno: msg")``, on one line (a line break in ``msg`` is escaped)."""
     if "\n" in msg or "\r" in msg:
         msg = msg.replace("\r", "\\r").replace("\n", "\\n")
-    return FormatError(f"{path}:{lineno}: {msg}")
+    return FormatError(f"{_shown(path)}:{lineno}: {msg}")
+
+
+#: ``"-"`` as a path is standard input (read once, then kept, since a reader may open a file twice:
+#: to detect its format, and to find the first line of a repeated pair)
+STDIN = "-"
+_stdin_bytes: bytes | None = None
+
+
+def _is_stdin(path: PathLike) -> bool:
+    return os.fspath(path) == STDIN
+
+
+def _shown(path: PathLike) -> str:
+    return "<stdin>" if _is_stdin(path) else os.fspath(path)
+
+
+def _stdin() -> bytes:
+    global _stdin_bytes
+    if _stdin_bytes is None:
+        _stdin_bytes = sys.stdin.buffer.read()
+    return _stdin_bytes
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -56,6 +78,14 @@ def _open_binary(path: PathLike) -> Iterator[IO[bytes]]:
 
     Both the gzip stream and the file under it are closed on exit.
     """
+    if _is_stdin(path):
+        f0: IO[bytes] = io.BytesIO(_stdin())
+        if f0.getbuffer()[:2] == _GZIP_MAGIC:
+            with gzip.GzipFile(fileobj=f0, mode="rb") as g:
+                yield g  # type: ignore[misc]
+        else:
+            yield f0
+        return
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"{p}: no such file")

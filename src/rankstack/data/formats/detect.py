@@ -2,7 +2,9 @@
 
 ``format="auto"`` in every reader goes through :func:`_resolve`, which sniffs the first non-blank
 lines of the file; an explicit name is checked against the kind's list (:data:`DOC_FORMATS`,
-:data:`QUERY_FORMATS`, :data:`QRELS_FORMATS`, ``("trec",)`` for runs).
+:data:`QUERY_FORMATS`, :data:`QRELS_FORMATS`, :data:`RUN_FORMATS`: ``trec`` (``qid Q0 docid rank
+score tag``) or ``msmarco`` (``qid<TAB>docid<TAB>rank``, MS MARCO's and Pyserini's ``--output-format
+msmarco``)).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from rankstack.errors import ConfigError, FormatError
 DOC_FORMATS = ("jsonl", "beir", "tsv", "trec", "smart")
 QUERY_FORMATS = ("jsonl", "beir", "tsv", "trec", "smart")
 QRELS_FORMATS = ("trec", "beir", "cranfield", "pairs")
-_KINDS = {"docs": DOC_FORMATS, "queries": QUERY_FORMATS, "qrels": QRELS_FORMATS, "run": ("trec",)}
+RUN_FORMATS = ("trec", "msmarco")
+_KINDS = {"docs": DOC_FORMATS, "queries": QUERY_FORMATS, "qrels": QRELS_FORMATS, "run": RUN_FORMATS}
 
 #: the header line of BEIR qrels TSV files (compared case-insensitively)
 _BEIR_HEADER = ("query-id", "corpus-id", "score")
@@ -34,8 +37,8 @@ def _check_format(fmt: str, kind: str) -> str:
 def detect_format(path: PathLike, kind: Literal["docs", "queries", "qrels", "run"]) -> str:
     """Guess the format of a ``kind`` file from its first non-blank lines.
 
-    Returns one of :data:`DOC_FORMATS`, :data:`QUERY_FORMATS`, :data:`QRELS_FORMATS` or ``"trec"``
-    for runs. Raises :class:`FormatError` (naming the file and the line) when nothing matches.
+    Returns one of :data:`DOC_FORMATS`, :data:`QUERY_FORMATS`, :data:`QRELS_FORMATS` or
+    :data:`RUN_FORMATS`. Raises :class:`FormatError` (naming the file and the line) when nothing matches.
 
     The first non-blank line decides. When it fits no format (a damaged first line), the other
     sniffed lines vote, so that the reader then reports the damaged line itself rather than the
@@ -47,11 +50,15 @@ def detect_format(path: PathLike, kind: Literal["docs", "queries", "qrels", "run
     if kind not in _KINDS:
         raise ConfigError(f"unknown kind {kind!r}; known kinds: {', '.join(_KINDS)}")
     lines = _sniff_numbered(path)
+    if not lines and kind == "run":
+        return "trec"  # an empty run is a run (the evaluation then says there is nothing to evaluate)
     if not lines:
         raise FormatError(f"{path}: empty file, cannot detect a {kind} format")
     first_no, first = lines[0][0], lines[0][1].lstrip("\ufeff").lstrip()
-    if kind == "run":
-        return "trec"
+    if kind == "run":  # the most common width decides, so that one damaged line is reported at its own line
+        widths = [len(ln.split()) for _, ln in lines]
+        width = max(sorted(set(widths), key=widths.index), key=widths.count)
+        return "msmarco" if width == 3 else "trec"
     if kind in ("docs", "queries"):
         fmt = _text_format(first, kind)
         if fmt is None:

@@ -1,4 +1,5 @@
-"""Runs: :func:`read_run` / :func:`write_run` in TREC format (``qid Q0 docid rank score tag``)."""
+"""Runs: :func:`read_run` / :func:`write_run` in TREC format (``qid Q0 docid rank score tag``);
+:func:`read_run` also reads MS MARCO's three columns (``qid<TAB>docid<TAB>rank``)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,19 @@ from pathlib import Path
 
 from rankstack.data.formats._lines import PathLike, _err, _find_first, _lines
 from rankstack.data.formats._write import _check_token, _Writer
-from rankstack.data.formats.detect import _check_format
+from rankstack.data.formats.detect import _resolve
 from rankstack.data.formats.ids import check_id, max_id_length
 from rankstack.data.records import Run, ranked_items
 from rankstack.errors import ConfigError
 
 
-def read_run(path: PathLike, format: str = "trec", *, name: str | None = None, encoding: str = "utf-8") -> Run:
+def read_run(path: PathLike, format: str = "auto", *, name: str | None = None, encoding: str = "utf-8") -> Run:
     """Read a TREC run (``qid Q0 docid rank score tag``) into a :class:`Run`, keeping the scores.
+
+    ``format="auto"`` tells TREC's six columns from MS MARCO's three (``qid<TAB>docid<TAB>rank``,
+    no score): an MS MARCO line gets the score ``1/rank``, as Pyserini's conversion to TREC gives
+    it, so the order is the file's ranks; a rank repeated within a query is an error (the order
+    would be undefined). ``path`` ``"-"`` reads standard input.
 
     The run's name is ``name`` or the tag of the first line. Ranks are checked to be integers but,
     as in trec_eval, the order comes from the scores. A repeated ``(qid, docid)`` raises
@@ -24,7 +30,8 @@ def read_run(path: PathLike, format: str = "trec", *, name: str | None = None, e
     the rule of :mod:`~rankstack.data.formats.ids` (no control or invisible character, at most
     :data:`~rankstack.data.formats.ids.MAX_ID_LENGTH` characters).
     """
-    _check_format(format, "run")
+    if _resolve(format, "run", path) == "msmarco":
+        return _read_msmarco_run(path, name, encoding)
     data: dict[str, dict[str, float]] = {}
     tag: str | None = None
     limit = max_id_length()
@@ -58,6 +65,34 @@ def read_run(path: PathLike, format: str = "trec", *, name: str | None = None, e
         if tag is None:
             tag = t
     return Run._wrap(data, name=name or tag or Path(path).name)
+
+
+def _read_msmarco_run(path: PathLike, name: str | None, encoding: str) -> Run:
+    data: dict[str, dict[str, float]] = {}
+    ranks: dict[str, dict[int, int]] = {}  # qid -> rank -> line
+    for lineno, line in _lines(path, encoding):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 3:
+            raise _err(path, lineno, f"expected 3 fields (qid docid rank: an MS MARCO run), got {len(parts)}")
+        qid, did, rank = parts
+        if not (rank.isascii() and rank.isdigit()) or int(rank) < 1:
+            raise _err(path, lineno, f"rank {rank[:40]!r} is not a positive integer")
+        check_id(path, lineno, qid, "query")
+        check_id(path, lineno, did, "document")
+        r = int(rank)
+        docs = data.setdefault(qid, {})
+        seen = ranks.setdefault(qid, {})
+        if did in docs:
+            first = _find_first(path, encoding, lineno, qid, did, "msmarco", False)
+            raise _err(path, lineno, f"document {did!r} repeated for query {qid!r} (first at line {first})")
+        if r in seen:
+            raise _err(path, lineno, f"rank {r} repeated for query {qid!r} (first at line {seen[r]}): the order "
+                       "of an MS MARCO run is its ranks")
+        seen[r] = lineno
+        docs[did] = 1.0 / r
+    return Run._wrap(data, name=name or Path(path).stem)
 
 
 def write_run(run: Mapping[str, Mapping[str, float]], path: PathLike, tag: str | None = None) -> Path:
