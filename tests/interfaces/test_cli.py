@@ -249,3 +249,22 @@ def test_rerank_shows_progress_for_encoders(tmp_path):
            "--reranker", "dense-rerank", "--k", "3")
     assert p.returncode == 0, p.stderr
     assert "encoding" in p.stderr and "/" in p.stderr and "text/s" in p.stderr.replace("texts/s", "text/s")
+
+
+def test_help_shows_no_python_type_names_or_rst_markup(capsys):
+    """Issue #17: help showed `<bool>`, `<list[Path]>` and literal ``RST`` markup."""
+    import typer
+
+    from rankstack.interfaces import cli as _cli
+
+    names = list(typer.main.get_command(_cli.app).commands)
+    assert {"index", "search", "evaluate", "compare", "rerank", "serve", "models"} <= set(names)
+    for name in names:
+        try:
+            _cli.main([name, "--help"])
+        except SystemExit as e:
+            assert e.code == 0
+        out = capsys.readouterr().out
+        assert "Usage: rankstack " + name in out
+        for bad in ("<bool>", "<list[", "``", "<Path>"):
+            assert bad not in out, (name, bad)

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from rankstack import catalog
 from rankstack.errors import ConfigError
 from rankstack.optional import require
 from rankstack.progress import Bar
@@ -67,6 +68,8 @@ def resolve_model(model: str | os.PathLike | None) -> str:
         return str(p.resolve())
     if s.startswith((".", "/", "~")):
         raise FileNotFoundError(f"model directory {s!r} does not exist")
+    if catalog.is_shipped_name(s):  # rankstack/bi-minilm-scifact: a model shipped with rankstack
+        return str(catalog.path_of(s))
     return s  # hub id
 
 

@@ -42,16 +42,18 @@ def _console():
 
 
 def _collection_paths(collection: str, fmt: str):
-    """Docs (and a Collection if COLLECTION is a known dataset or a directory)."""
+    """Docs (and a Collection if COLLECTION is a known dataset, an ir_datasets id or a directory)."""
     from rankstack.data import datasets
     from rankstack.data.formats import load_collection, read_docs
 
-    if collection in datasets.KNOWN and not Path(collection).exists():
-        return datasets.load(collection)
     p = Path(collection)
     if not p.exists():
-        raise FileNotFoundError(f"{collection}: no such file, directory or known dataset "
-                                f"(known: {', '.join(datasets.KNOWN)})")
+        try:  # a known name, irds:ID, or a bare ir_datasets id (beir/scifact/test)
+            datasets.irds_id(collection)
+        except KeyError:
+            raise FileNotFoundError(f"{collection}: no such file, directory, known dataset (known: "
+                                    f"{', '.join(datasets.KNOWN)}) or ir_datasets id (irds:ID)") from None
+        return datasets.load(collection)
     if p.is_dir():
         return load_collection(p)
     from rankstack.data.records import Collection
@@ -61,7 +63,8 @@ def _collection_paths(collection: str, fmt: str):
 
 @app.command()
 def index(
-    collection: Annotated[str, typer.Argument(help="collection file or directory, or a known dataset name")],
+    collection: Annotated[str, typer.Argument(help="collection file or directory, a known dataset name, or an "
+                                              "ir_datasets id (irds:beir/scifact/test)")],
     output: Annotated[Path, typer.Option("-o", "--output", help="index directory")],
     format: Annotated[str, typer.Option("--format", help="auto|beir|msmarco|trec|smart|jsonl")] = "auto",
     k1: float = 0.9,
@@ -101,35 +104,28 @@ def index(
 @app.command()
 def search(
     index_dir: Annotated[Path, typer.Argument(help="directory written by `rankstack index`")],
-    queries: Annotated[Path, typer.Argument(help="queries file (tsv, BEIR jsonl, TREC topics, SMART)")],
+    queries: Annotated[Path, typer.Argument(help="queries file (tsv, BEIR jsonl, TREC topics, SMART), known "
+                                            "dataset or ir_datasets id (irds:beir/scifact/test)")],
     output: Annotated[Path, typer.Option("-o", "--output", help="run file to write (TREC format)")],
     k: Annotated[int, typer.Option("--k", help="documents per query")] = 1000,
     retriever: Annotated[str, typer.Option("--retriever", help="bm25|dense|hybrid")] = "bm25",
     tag: str = "rankstack",
     qrels: Annotated[Optional[Path], typer.Option("--qrels", help="search only the queries judged in this "
-                                                  "qrels file")] = None,
+                                                  "qrels file, known dataset or ir_datasets id")] = None,
     split: Annotated[Optional[str], typer.Option("--split", help="BEIR: search only the queries of "
-                                                 "qrels/SPLIT.tsv next to the queries file (e.g. test)")] = None,
+                                                 "qrels/SPLIT.tsv next to the queries file (e.g. test), or of "
+                                                 "the ir_datasets id's split (irds:beir/scifact + test)")] = None,
 ) -> None:
     """Retrieve the top k documents of each query (BM25 unless told otherwise)."""
-    from rankstack.data.formats import read_qrels, read_queries
+    from rankstack.data import datasets
     from rankstack.stages.base import Fuse
     from rankstack.stages.build import BuildContext, build_stage
 
     if retriever not in ("bm25", "dense", "hybrid"):
         raise ConfigError(f"--retriever must be bm25, dense or hybrid, got {retriever!r}")
-    qs = read_queries(queries)
-    if split is not None:
-        if qrels is not None:
-            raise ConfigError("give --qrels or --split, not both")
-        qrels = queries.parent / "qrels" / f"{split}.tsv"
-        if not qrels.exists():
-            raise FileNotFoundError(f"{qrels}: no such file (--split {split} reads the BEIR qrels next to {queries})")
-    if qrels is not None:
-        judged = set(read_qrels(qrels))
-        qs = [q for q in qs if q.id in judged]
-        if not qs:
-            raise ConfigError(f"{queries}: none of its queries is judged in {qrels}")
+    if split is not None and qrels is not None:
+        raise ConfigError("give --qrels or --split, not both")
+    qs = datasets.load_queries(queries, split=split, judged=qrels)
     ctx = BuildContext(index_dir=index_dir)
     if retriever == "hybrid":
         parts = [build_stage({"stage": name, "k": k}, ctx, f"--retriever {name}") for name in ("bm25", "dense")]
@@ -141,7 +137,8 @@ def search(
 
 @app.command()
 def evaluate(
-    qrels: Annotated[Path, typer.Argument(help="TREC qrels, BEIR tsv or SMART relevance file")],
+    qrels: Annotated[Path, typer.Argument(help="TREC qrels, BEIR tsv or SMART relevance file, known dataset or "
+                                          "ir_datasets id")],
     run: Annotated[Path, typer.Argument(help="run file: TREC (6 columns) or MS MARCO (qid docid rank); - reads standard input")],
     measure: Annotated[Optional[list[str]], typer.Option("-m", "--measure", help="e.g. nDCG@10, P(rel=2)@5")] = None,
     per_query: Annotated[bool, typer.Option("--per-query", "-q", help="also print per-query values")] = False,
@@ -152,11 +149,12 @@ def evaluate(
                                                    "the query id (ArguAna, Quora)")] = False,
 ) -> None:
     """Evaluate a run, printing trec_eval-style lines ``measure<TAB>qid|all<TAB>value``."""
-    from rankstack.data.formats import read_qrels, read_run
+    from rankstack.data import datasets
+    from rankstack.data.formats import read_run
     from rankstack.measures import evaluate as _evaluate
 
     measures = measure or ["nDCG@10", "AP", "RR@10", "R@100", "P@10"]
-    q = read_qrels(qrels)
+    q = datasets.load_qrels(qrels)
     r = read_run(run)
     _check_overlap(q, r, qrels, run)
     ev = _evaluate(q, r, measures, all_judged=all_judged, remove_query_doc=remove_query_doc)
@@ -191,7 +189,8 @@ def compare(
 ) -> None:
     """Significance of each run against the baseline on one measure (paired over the queries both
     runs answer), corrected for the family of comparisons."""
-    from rankstack.data.formats import read_qrels, read_run
+    from rankstack.data import datasets
+    from rankstack.data.formats import read_run
     from rankstack.measures import evaluate as _evaluate
     from rankstack.measures.significance import significance_table
 
@@ -199,7 +198,7 @@ def compare(
         raise ConfigError(f"--test must be 't' or 'randomization', got {test!r}")
     if correction not in ("holm", "bonferroni", "none"):
         raise ConfigError(f"--correction must be holm, bonferroni or none, got {correction!r}")
-    q = read_qrels(qrels)
+    q = datasets.load_qrels(qrels)
     loaded = {p: read_run(p) for p in [baseline, *runs]}
     for p, r in loaded.items():
         _check_overlap(q, r, qrels, p)
@@ -303,6 +302,44 @@ def datasets() -> None:
         t.add_column(c)
     for spec, path in ds.available():
         t.add_row(spec.name, spec.description, str(path) if path else "[red]not found[/]")
+    t.caption = (f"also accepted: any ir_datasets id ({ds.IRDS_PREFIX}beir/scifact/test) whose files are in "
+                 "IR_DATASETS_HOME; data folders searched: " + ", ".join(str(d) for d in ds.data_dirs()))
+    Console().print(t)
+
+
+def _register_serve() -> None:
+    """``rankstack serve`` (the HTTP service, ``interfaces/service``); its imports wait for the call."""
+    from rankstack.interfaces.service.command import serve_command
+
+    app.command("serve", help="Serve rerank, search, embeddings and a web page over HTTP (docs/serve.md).")(
+        serve_command)
+
+
+_register_serve()
+
+
+@app.command()
+def models(
+    json_out: Annotated[bool, typer.Option("--json", help="a JSON list of {name, kind, path, figures, ...}")] = False,
+) -> None:
+    """Models shipped with rankstack, usable by name (--model rankstack/bi-minilm-scifact)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from rankstack import catalog
+
+    found = catalog.shipped()
+    if json_out:
+        typer.echo(_strict_json([m.to_json() for m in found]))
+        return
+    t = Table()
+    for c in ("name", "kind", "base", "figures (measured)", "size"):
+        t.add_column(c)
+    for m in found:
+        j = m.to_json()
+        figs = "; ".join(f"{f['collection']} {f['measure']} {f['value']:.4f} ({f['setting']})" for f in j["figures"])
+        t.add_row(m.name, m.kind, str(j["base"]), figs, f"{j['size_mb']} MB" if m.complete else "[red]missing[/]")
+    t.caption = "cards: " + ", ".join(str(m.path / "README.md") for m in found)
     Console().print(t)
 
 
@@ -329,10 +366,12 @@ def fuse(
 @app.command()
 def rerank(
     run: Annotated[Path, typer.Argument(help="candidate run (TREC format)")],
-    queries: Annotated[Path, typer.Argument(help="queries file")],
-    collection: Annotated[str, typer.Argument(help="collection file/dir, index dir, or known dataset")],
+    queries: Annotated[Path, typer.Argument(help="queries file, known dataset or ir_datasets id")],
+    collection: Annotated[str, typer.Argument(help="collection file/dir, index dir, known dataset or "
+                                              "ir_datasets id")],
     output: Annotated[Path, typer.Option("-o", "--output")],
-    model: Annotated[Optional[str], typer.Option("--model", help="model directory, hub id, GGUF or alias")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="model directory, hub id, GGUF, alias or shipped "
+                                                 "model name (`rankstack models`)")] = None,
     reranker: Annotated[str, typer.Option("--reranker", help="|".join(
         e.name for e in registry.entries("reranker") if e.name != "cutoff"))] = "cross-encoder",
     strategy: Annotated[Optional[str], typer.Option("--strategy", help="single|sliding|heap(sort)|bubble|allpairs")] = None,
@@ -357,7 +396,8 @@ def rerank(
                                                    "(default: $OPENAI_API_KEY)")] = None,
 ) -> None:
     """Rerank the top k candidates of a run."""
-    from rankstack.data.formats import read_queries, read_run
+    from rankstack.data import datasets as _datasets
+    from rankstack.data.formats import read_run
     from rankstack.stages.base import FromRun
 
     if debias is not None and reranker != "setwise":
@@ -371,7 +411,7 @@ def rerank(
     from rankstack.stages.build import build_stage
 
     cand = read_run(run)
-    qs = read_queries(queries)
+    qs = _datasets.load_queries(queries)
     known = {q.id for q in qs}
     missing = sorted(q for q in cand if q not in known)
     if missing:
@@ -551,7 +591,7 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args or bool(os.environ.get("RANKSTACK_DEBUG"))
     args = _bare_option_values([a for a in args if a != "--debug"], {"--dense": "default"}) or ["--help"]
     try:
-        app(args=args, standalone_mode=False)
+        _tidy_help(typer.main.get_command(app))(args=args, standalone_mode=False, prog_name="rankstack")
     except SystemExit:
         raise
     except typer.Exit as e:
@@ -572,6 +612,42 @@ def main(argv: list[str] | None = None) -> None:
             raise
         print(f"error: {e or type(e).__name__}", file=sys.stderr)
         sys.exit(2)
+
+
+def _tidy_help(cmd):
+    """Help without Python type names or reStructuredText: an option flag shows no ``<bool>``, a
+    repeatable option ``FLOAT...`` instead of ``<list[float]>``, a path ``PATH`` (parsing is unchanged)."""
+    import re
+
+    for sub in [cmd, *getattr(cmd, "commands", {}).values()]:
+        orig = sub.get_help_option
+
+        def _help_option(ctx, orig=orig):  # --help is made per call: no <bool> on it either
+            opt = orig(ctx)
+            if opt is not None and opt.metavar is None:
+                opt.metavar = ""
+            return opt
+
+        sub.get_help_option = _help_option
+        if sub.help:  # docstrings are reStructuredText for Sphinx; the terminal shows them plain
+            sub.help = sub.help.replace("``", "")
+        for p in sub.params:
+            if p.metavar is not None:
+                continue
+            try:
+                shown = str(p.display_type(None) or "")
+            except Exception:  # noqa: BLE001 - a type typer cannot describe keeps its own rendering
+                continue
+            m = re.fullmatch(r"<list\[(\w+)\]>", shown)
+            plain = "" if (getattr(p, "is_flag", False) or shown == "<bool>") else (
+                m.group(1).upper() + "..." if m else "PATH" if shown == "<Path>" else None)
+            if plain is None:
+                continue
+            if type(p).__name__ == "TyperOption":
+                p.metavar = plain
+            else:  # an argument keeps its name; only the type column changes
+                p.display_type_rich = lambda ctx, v=plain: v
+    return cmd
 
 
 def _bare_option_values(args: list[str], defaults: dict[str, str]) -> list[str]:

@@ -61,6 +61,7 @@ from typing import Any
 
 import numpy as np
 
+from rankstack.data.coerce import as_qrels, as_run
 from rankstack.errors import ConfigError
 from rankstack.measures.external import CORE_PROVIDER, ExternalEvaluator, ExternalMeasure
 from rankstack.measures.parse import AnyMeasure, Measure, parse_measure, parse_measures
@@ -344,6 +345,8 @@ class Evaluator:
         all_judged: bool = False,
         remove_query_doc: bool = False,
     ):
+        if not isinstance(qrels, Mapping):  # judgment records, an ir_datasets dataset (qrels_iter)
+            qrels = as_qrels(qrels)
         self.measures = tuple(parse_measures(measures))
         self.all_judged = all_judged
         self.remove_query_doc = remove_query_doc
@@ -360,6 +363,8 @@ class Evaluator:
     def evaluate(self, run: Mapping[str, Mapping[str, float]], per_query: bool = False) -> Evaluation:
         """Evaluate ``run``; ``per_query=True`` builds ``Evaluation.per_query`` eagerly (it is always
         available, built on first access otherwise)."""
+        if not isinstance(run, Mapping):  # scored-document records, an ir_datasets dataset (scoreddocs_iter)
+            run = as_run(run)
         rd = _raw(run)
         qd = self._qrels
         if self.all_judged:

@@ -47,6 +47,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from rankstack.data.coerce import as_queries, as_run
 from rankstack.data.records import Document, Query, Run, queries_fingerprint
 from rankstack.errors import ConfigError, StageError
 from rankstack.stages import fusion as _fusion
@@ -141,7 +142,7 @@ class Stage:
 
     # -- calling with timing -------------------------------------------------------------
     def __call__(self, queries: Sequence[Query], run: Run | None = None) -> Run:
-        queries = list(queries)
+        queries, run = _coerce(queries, run)
         if self.needs_candidates and run is None:
             raise StageError(f"{self.name} re-ranks a candidate run; give it one (e.g. bm25 >> {self.name})")
         t0 = time.perf_counter()
@@ -174,6 +175,16 @@ class Stage:
     def __repr__(self) -> str:
         cfg = {k: v for k, v in self.config().items() if k != "class"}
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in cfg.items())})"
+
+
+def _coerce(queries: Any, run: Any) -> tuple[list[Query], Run | None]:
+    """Queries and run as rankstack records: ir_datasets records (``GenericQuery``, ``ScoredDoc``, a
+    dataset with ``queries_iter()``/``scoreddocs_iter()``), ``{qid: text}`` and nested mappings are read by
+    :mod:`rankstack.data.coerce`; rankstack's own records pass through unchanged."""
+    queries = as_queries(queries if not isinstance(queries, tuple) else list(queries))
+    if run is not None and not isinstance(run, Run):
+        run = as_run(run)
+    return list(queries), run
 
 
 def _efficiency(wall: float, n_queries: int, items: int) -> dict[str, float]:
@@ -262,7 +273,7 @@ class Cached(Stage):
         return h.hexdigest()[:32]
 
     def __call__(self, queries: Sequence[Query], run: Run | None = None) -> Run:
-        queries = list(queries)
+        queries, run = _coerce(queries, run)
         key = self.key(queries, run)
         path = self.cache_dir / f"{key}.json"
         if path.exists():
