@@ -31,6 +31,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from rankstack.errors import ConfigError
+
 __all__ = ["Batcher", "Job"]
 
 log = logging.getLogger("rankstack.service")
@@ -87,9 +89,9 @@ class Batcher:
                  max_queue: int = 64, chunk_pairs: int | None = None, metrics: Any = None,
                  isolate: Callable[[BaseException], bool] | None = None):
         if max_batch_pairs < 1 or max_queue < 1:
-            raise ValueError("max_batch_pairs and max_queue must be >= 1")
+            raise ConfigError("max_batch_pairs and max_queue must be >= 1")
         if max_wait_ms < 0:
-            raise ValueError("max_wait_ms must be >= 0")
+            raise ConfigError("max_wait_ms must be >= 0")
         self.score_fn = score
         self.max_batch_pairs = int(max_batch_pairs)
         self.max_wait = float(max_wait_ms) / 1000.0

@@ -26,6 +26,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from rankstack.errors import ConfigError
+
 __all__ = ["Gate", "RateLimiter", "parse_rate", "OPEN_PATHS"]
 
 Scope = dict[str, Any]
@@ -54,7 +56,7 @@ def parse_rate(text: str | float | None) -> float | None:
         except ValueError:
             rate = float("nan")
     if not math.isfinite(rate) or rate <= 0:
-        raise ValueError(f"a rate limit is N/s, N/min or N/hour with N > 0, got {text!r}")
+        raise ConfigError(f"a rate limit is N/s, N/min or N/hour with N > 0, got {text!r}")
     return rate
 
 

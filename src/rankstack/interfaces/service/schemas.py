@@ -17,6 +17,8 @@ from typing import Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from rankstack.errors import ConfigError
+
 __all__ = [
     "DocumentObject",
     "RerankRequest",
@@ -68,7 +70,7 @@ class RerankRequest(BaseModel):
     @model_validator(mode="after")
     def _one_shape(self) -> RerankRequest:
         if (self.texts is None) == (self.documents is None):
-            raise ValueError("give either 'texts' (TEI's shape) or 'documents' (Cohere's/Jina's shape), not "
+            raise ConfigError("give either 'texts' (TEI's shape) or 'documents' (Cohere's/Jina's shape), not "
                              + ("both" if self.texts is not None else "neither"))
         return self
 
