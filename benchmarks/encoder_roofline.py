@@ -337,8 +337,7 @@ def run_one(kind: str, impl: str, model: str, args: argparse.Namespace) -> dict[
         env["PYTHONPATH"] = args.peer_site
     cmd = ["taskset", "-c", str(args.cpu), sys.executable, __file__, "_one", "--kind", kind, "--impl", impl,
            "--model", model, "--n", str(args.n), "--threads", str(args.threads), "--budget", str(args.budget)]
-    if args.max_length and kind == "cross":
-        cmd += ["--max-length", str(args.max_length)]
+    cmd += ["--max-length", str(args.max_length if kind == "cross" else 0)]  # bi: the model's own (256)
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     lines = [x for x in p.stdout.splitlines() if x.startswith("{")]
     if p.returncode != 0 or not lines:
@@ -361,6 +360,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--peer-site", default="/tmp/peer-site")
     ap.add_argument("--budget", type=float, default=240.0,
                     help="seconds a configuration's timed run may take; slower ones score only the first inputs")
+    ap.add_argument("--roofline-json", default=None, help="take the GEMM roofline from this earlier report")
     ap.add_argument("--kind", default="cross")
     ap.add_argument("--impl", default="rs-onnx-int8")
     ap.add_argument("--out", type=Path, default=None)
@@ -382,6 +382,9 @@ def main(argv: list[str] | None = None) -> None:
         report["gemm"] = gemm(args.threads)
         log("gemm", json.dumps(report["gemm"]))
         os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+    if "gemm" not in report and args.roofline_json:  # a roofline measured by an earlier run
+        report["gemm"] = json.loads(Path(args.roofline_json).read_text())["gemm"]
+        report["gemm_from"] = str(args.roofline_json)
     peak = (report.get("gemm") or {}).get("2048^3") or {}
     roof = {"fp32": peak.get("fp32"), "bf16": peak.get("bf16"), "int8": peak.get("int8 ORT MatMulInteger")}
     for kind in ("cross", "bi"):
