@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -370,8 +369,9 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(one(args.kind, args.impl, args.model, args.n, args.threads, args.max_length, args.budget)))
         return
 
-    from rankstack.encoders.runtime import default_model_path
     from serve_load import default_model
+
+    from rankstack.encoders.runtime import default_model_path
 
     parts = args.parts.split(",")
     only = set(args.only.split(",")) if args.only else None
