@@ -254,10 +254,10 @@ def one(kind: str, impl: str, model: str, n: int, threads: int, max_length: int 
             kw["max_length"] = max_length
         if kind == "cross":
             m = CrossEncoderModel(model, **kw)
-            call = lambda xs: m.predict(xs, warn=False)  # noqa: E731
+            call = lambda xs: m.predict(xs, warn=False)
         else:
             m = BiEncoder(model, **kw)
-            call = lambda xs: m.encode(xs, warn=False)  # noqa: E731
+            call = lambda xs: m.encode(xs, warn=False)
     else:
         import sentence_transformers
 
@@ -279,14 +279,14 @@ def one(kind: str, impl: str, model: str, n: int, threads: int, max_length: int 
             if max_length:
                 kw["max_length"] = max_length
             st = CrossEncoder(model, **kw)
-            plain = lambda xs: st.predict(xs, show_progress_bar=False)  # noqa: E731
+            plain = lambda xs: st.predict(xs, show_progress_bar=False)
         else:
             from sentence_transformers import SentenceTransformer
 
             st = SentenceTransformer(model, **kw)
             if max_length:
                 st.max_seq_length = max_length
-            plain = lambda xs: st.encode(xs, show_progress_bar=False)  # noqa: E731
+            plain = lambda xs: st.encode(xs, show_progress_bar=False)
         if impl == "st-bf16":
             def call(xs: Any) -> Any:
                 with torch.autocast("cpu", dtype=torch.bfloat16):

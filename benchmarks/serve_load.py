@@ -343,7 +343,7 @@ def server_command(name: str, model: str, port: int, args: argparse.Namespace) -
     return ["taskset", "-c", str(args.server_cpu)] + cmd, env
 
 
-_LIVE: list["Server"] = []  # stopped by main() whatever happens (SIGTERM, Ctrl-C, a crash)
+_LIVE: list[Server] = []  # stopped by main() whatever happens (SIGTERM, Ctrl-C, a crash)
 
 
 class Server:
@@ -391,7 +391,7 @@ class Server:
                 self.rss.append((time.time() - t0, m))
             try:
                 await asyncio.wait_for(stop.wait(), every)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     def stop(self) -> int | None:
@@ -662,7 +662,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         report = asyncio.run(bench(args))
     finally:
-        for srv in list(_LIVE):
+        for srv in _LIVE:
             srv.stop()
     out = args.out or WORK / f"serve_load-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

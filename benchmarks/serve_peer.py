@@ -53,7 +53,7 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from pydantic import BaseModel  # noqa: E402
+from pydantic import BaseModel
 
 
 class TeiRequest(BaseModel):
