@@ -125,14 +125,31 @@ def _strict(table: Any, kind: str, where: str) -> dict:
     return table
 
 
-def load_experiment(path: str | Path) -> ExperimentSpec:
+def read_toml(path: str | Path, what: str = "experiment") -> dict[str, Any]:
+    """The parsed TOML file; a missing file or bad TOML is a ``ConfigError`` naming the file."""
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such experiment file") from None
+        raise ConfigError(f"{path}: no such {what} file") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: invalid TOML: {e}") from None
+
+
+def pipeline_tables(raw: dict[str, Any], path: str | Path) -> list[Any]:
+    """A pipeline file's ``[[pipelines]]`` tables, or its top-level ``stages = [...]`` as one pipeline
+    named by the file's stem; ``ConfigError`` when it has neither."""
+    tables = raw.get("pipelines")
+    if tables is None and "stages" in raw:
+        tables = [{"name": Path(path).stem, "stages": raw["stages"]}]
+    if not isinstance(tables, list) or not tables:
+        raise ConfigError(f"{path}: no [[pipelines]] tables (nor a top-level stages = [...])")
+    return tables
+
+
+def load_experiment(path: str | Path) -> ExperimentSpec:
+    path = Path(path)
+    raw = read_toml(path)
     base = path.parent
     _strict(raw, "", str(path))
     where = f"{path} [experiment]"

@@ -58,6 +58,24 @@ def _stage(reranker: str | None, model: str | None, options: dict[str, Any]) -> 
     return _STAGES[key]
 
 
+def texts_as_run(units: Sequence[tuple[str, Sequence[str], int]]) -> tuple[list[Query], Run, dict[str, Document]]:
+    """Queries, a candidate run and its documents for scoring raw texts through a built reranker: unit
+    ``i`` = ``(query, texts, start)`` becomes query ``q{i}`` whose candidates are ``{i}:{start + j}``,
+    scored by their incoming order (for rerankers that read it)."""
+    docs: dict[str, Document] = {}
+    cands: dict[str, dict[str, float]] = {}
+    qs = []
+    for i, (q, texts, start) in enumerate(units):
+        qid = f"q{i}"
+        qs.append(Query(qid, q))
+        cands[qid] = {}
+        for j, t in enumerate(texts):
+            did = f"{i}:{start + j}"
+            docs[did] = Document(did, t)
+            cands[qid][did] = float(len(texts) - j)
+    return qs, Run(cands), docs
+
+
 def rank_many(queries: Sequence[str], documents: Sequence[Sequence[str]], model: str | None = None, *,
               reranker: str | None = None, top_k: int | None = None, return_documents: bool = True,
               **options: Any) -> list[list[dict[str, Any]]]:
@@ -67,21 +85,12 @@ def rank_many(queries: Sequence[str], documents: Sequence[Sequence[str]], model:
     if top_k is not None and top_k < 1:
         raise ConfigError(f"top_k must be >= 1, got {top_k}")
     stage = _stage(reranker, model, options)
-    docs: dict[str, Document] = {}
-    cands: dict[str, dict[str, float]] = {}
-    qs = []
     for i, (q, texts) in enumerate(zip(queries, documents)):
         if not isinstance(q, str) or any(not isinstance(t, str) for t in texts):
             raise ConfigError(f"rank_many: query #{i + 1} and its documents must be strings")
-        qid = f"q{i}"
-        qs.append(Query(qid, q))
-        cands[qid] = {}
-        for j, t in enumerate(texts):
-            did = f"{i}:{j}"
-            docs[did] = Document(did, t)
-            cands[qid][did] = float(len(texts) - j)  # the incoming order, for rerankers that read it
+    qs, run, docs = texts_as_run([(q, texts, 0) for q, texts in zip(queries, documents)])
     stage.docs = docs  # the texts of this call (the built stage is reused across calls)
-    out = stage(qs, Run(cands))
+    out = stage(qs, run)
     results = []
     for i, texts in enumerate(documents):
         scores = out.get(f"q{i}", {})

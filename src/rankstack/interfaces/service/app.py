@@ -20,7 +20,6 @@ import logging
 import math
 import re
 import time
-import tomllib
 import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -42,7 +41,6 @@ from fastapi.responses import JSONResponse, Response  # noqa: E402
 from starlette.exceptions import HTTPException as StarletteHTTPException  # noqa: E402
 
 from rankstack import __version__, registry  # noqa: E402
-from rankstack.data.records import Document, Query, Run  # noqa: E402
 from rankstack.errors import BackendError, ConfigError, RankstackError, StageError  # noqa: E402
 from rankstack.interfaces.service import schemas as S  # noqa: E402
 
@@ -124,18 +122,9 @@ def http_error(status: int, error_type: str, message: str, headers: Mapping[str,
 def pipeline_reranker(path: str | Path) -> dict[str, Any] | None:
     """The last reranker stage (not a cutoff, not one to be trained) of the first pipeline of a TOML
     file that has one: ``[[pipelines]]`` tables with ``stages``, or a top-level ``stages = [...]``."""
-    p = Path(path)
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: no such pipeline file") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{p}: invalid TOML ({e})") from None
-    tables = data.get("pipelines")
-    if tables is None and "stages" in data:
-        tables = [{"stages": data["stages"]}]
-    if not isinstance(tables, list) or not tables:
-        raise ConfigError(f"{p}: no pipelines ([[pipelines]] tables with stages, or stages = [...])")
+    from rankstack.experiments.config import pipeline_tables, read_toml
+
+    tables = pipeline_tables(read_toml(path, "pipeline"), path)
     for t in tables:
         stages = t.get("stages") if isinstance(t, Mapping) else None
         for s in reversed(stages if isinstance(stages, list) else []):
@@ -350,19 +339,11 @@ class ServiceState:
         """One stage call over several requests' chunks, each its own query, as ``rank_many`` does: a
         run of candidates (in the request's order) and their texts as ``stage.docs``. A document's id
         is ``UNIT:INDEX`` (its index in its request: errors can name it)."""
-        docs: dict[str, Document] = {}
-        cands: dict[str, dict[str, float]] = {}
-        qs: list[Query] = []
-        for i, (q, texts, start) in enumerate(units):
-            qid = f"q{i}"
-            qs.append(Query(qid, q))
-            cands[qid] = {}
-            for j, t in enumerate(texts):
-                did = f"{i}:{start + j}"
-                docs[did] = Document(did, t)
-                cands[qid][did] = float(len(texts) - j)  # the incoming order, for rerankers that read it
+        from rankstack.interfaces.api import texts_as_run
+
+        qs, run, docs = texts_as_run(units)
         self.stage.docs = docs  # the texts of this call (the stage is reused; one thread calls it)
-        out = self.stage(qs, Run(cands))
+        out = self.stage(qs, run)
         return [[out[f"q{i}"][f"{i}:{start + j}"] for j in range(len(texts))]
                 for i, (_, texts, start) in enumerate(units)]
 

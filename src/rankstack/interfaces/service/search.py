@@ -37,7 +37,6 @@ import os
 import re
 import threading
 import time
-import tomllib
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -391,23 +390,14 @@ class SearchService:
         here, trying first those for ``collection`` (default: the collection the index manifest names).
         With ``reranker`` (and ``rerank_depth``), ``bm25>>rerank`` is added to the file's pipelines.
         Other keywords as :meth:`from_index`."""
-        from rankstack.experiments.config import load_plugins
+        from rankstack.experiments.config import load_plugins, pipeline_tables, read_toml
 
         toml_path = Path(toml_path)
-        try:
-            raw = tomllib.loads(toml_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{toml_path}: no such pipeline file") from None
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{toml_path}: invalid TOML: {e}") from None
+        raw = read_toml(toml_path, "pipeline")
         exp = raw.get("experiment", {})
         if isinstance(exp, Mapping) and exp.get("plugins"):
             load_plugins(exp["plugins"], toml_path.parent, f"{toml_path} [experiment]")
-        tables = raw.get("pipelines")
-        if tables is None and "stages" in raw:  # one pipeline: a top-level stages = [...], named by the file
-            tables = [{"name": toml_path.stem, "stages": raw["stages"]}]
-        if not isinstance(tables, list) or not tables:
-            raise ConfigError(f"{toml_path}: no [[pipelines]] tables (nor a top-level stages = [...])")
+        tables = pipeline_tables(raw, toml_path)
         if collection is None:
             try:
                 coll = json.loads((Path(index_dir) / "manifest.json").read_text()).get("collection")
