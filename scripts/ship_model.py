@@ -108,6 +108,8 @@ def main() -> None:
     if a.src.resolve() != dst.resolve():
         convert(a.src, dst)
     card.setdefault("dtype", "float16")
+    card["files"] = {str(f.relative_to(dst)): f.stat().st_size for f in sorted(dst.rglob("*"))
+                     if f.is_file() and f.name not in ("card.json", "README.md")}
     card_path.write_text(json.dumps(card, indent=1) + "\n")
     (dst / "README.md").write_text(card_md(card))
     print(dst, sum(f.stat().st_size for f in dst.rglob("*") if f.is_file()) / 1e6, "MB")

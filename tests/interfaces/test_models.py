@@ -87,3 +87,28 @@ def test_a_recorded_figure_is_reproduced_on_a_slice_of_scifact_test(name):
     run = (bm25 >> stage)(queries)
     got = evaluate(coll.qrels, run, [fig["measure"]])[fig["measure"]]
     assert abs(got - fig["value"]) < 1e-4, (got, fig)  # the shipped weights, through the one construction path
+
+
+def test_a_damaged_shipped_model_is_refused_naming_the_file(tmp_path, monkeypatch):
+    """A truncated model.safetensors (a copy under $RANKSTACK_MODELS) is an error naming the file and
+    both sizes, never loaded."""
+    import shutil
+
+    from rankstack.encoders.runtime import resolve_model
+
+    src = catalog.path_of(BI)
+    dst = tmp_path / src.name
+    shutil.copytree(src, dst)
+    with open(dst / "model.safetensors", "r+b") as f:
+        f.truncate(1_000_000)
+    monkeypatch.setenv("RANKSTACK_MODELS", str(tmp_path))
+    size = json.loads((src / "card.json").read_text())["files"]["model.safetensors"]
+    with pytest.raises(NotFoundError, match=rf"model\.safetensors is 1,000,000 bytes, its card records {size:,}"):
+        resolve_model(BI)
+    (dst / "tokenizer.json").unlink()
+    with open(dst / "model.safetensors", "wb") as f, open(src / "model.safetensors", "rb") as g:
+        f.write(g.read())
+    with pytest.raises(NotFoundError, match=r"tokenizer\.json is missing"):
+        resolve_model(BI)
+    monkeypatch.delenv("RANKSTACK_MODELS")
+    assert Path(resolve_model(BI)) == src

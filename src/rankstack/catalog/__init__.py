@@ -92,4 +92,11 @@ def path_of(name: str) -> Path:
     if not m.complete:
         raise NotFoundError(f"model {name!r}: its directory {m.path} lacks config.json or model.safetensors "
                             "(a partial checkout? `git lfs` is not used: the files are plain git objects)")
+    for rel, size in (m.card.get("files") or {}).items():  # recorded by scripts/ship_model.py
+        f = m.path / rel
+        got = f.stat().st_size if f.is_file() else None
+        if got != size:
+            raise NotFoundError(f"model {name!r}: {f} is {'missing' if got is None else f'{got:,} bytes'}, its card "
+                                f"records {size:,} bytes (a damaged or changed copy: restore it, or ship it again "
+                                "with scripts/ship_model.py)")
     return m.path
