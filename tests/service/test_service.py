@@ -311,6 +311,34 @@ def test_overload_is_429_then_recovers(serve, ce_model):
     assert r.status_code == 200 and s.state.batcher.depth == 0
 
 
+def test_overload_is_bounded_by_queued_work_not_answered_by_timeouts(serve, ce_model):
+    """The request bound alone (64) is far away; the work bound (0.5 s of measured scoring) answers the
+    burst with 429s at once, none times out in the queue (504), and the service recovers at once."""
+    s = serve(model=ce_model, max_queue=1000, max_queue_s=0.5, max_batch_pairs=32, max_wait_ms=1.0,
+              request_timeout_s=20.0)
+    docs = texts(64, 20, seed=9)
+    post(f"{s.url}/rerank", json={"query": "warm", "texts": docs}, timeout=60)  # a measured cost
+    per_pair = s.state.batcher.seconds_per_pair
+    assert per_pair is not None and per_pair > 0
+
+    async def burst():
+        async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=100)) as c:
+            return await asyncio.gather(*(c.post(f"{s.url}/rerank", json={"query": f"q{i}", "texts": docs})
+                                          for i in range(30)))
+
+    t0 = time.monotonic()
+    rs = asyncio.run(burst())
+    codes = [r.status_code for r in rs]
+    assert set(codes) <= {200, 429} and codes.count(429) >= 10 and codes.count(200) >= 1, codes
+    over = next(r for r in rs if r.status_code == 429)
+    assert "s of scoring would be queued" in over.json()["error"], over.json()
+    took = time.monotonic() - t0
+    t1 = time.monotonic()
+    r = post(f"{s.url}/rerank", json={"query": "after", "texts": docs[:5]}, timeout=60)
+    assert r.status_code == 200 and s.state.batcher.depth == 0
+    assert time.monotonic() - t1 < max(2.0, took / 2), "the service did not recover at once after the burst"
+
+
 def test_api_keys_and_rate_limit(serve, ce_model):
     s = serve(model=ce_model, api_keys=("key-one", "key-two"), rate_limit=2.0)
     body = {"query": "q", "texts": ["a passage"]}

@@ -79,6 +79,9 @@ class ServiceConfig:
     max_batch_pairs: int = 128
     max_wait_ms: float = 5.0
     max_queue: int = 64
+    #: seconds of estimated queued work at most (from the measured seconds per pair); beyond: 429.
+    #: None: half the request timeout, at most 10 s
+    max_queue_s: float | None = None
     # -- limits
     max_docs: int = 1000
     max_payload_bytes: int = 2_000_000
@@ -102,6 +105,9 @@ class ServiceConfig:
             raise ConfigError(f"max_wait_ms must be >= 0, got {self.max_wait_ms}")
         if not self.request_timeout_s > 0:
             raise ConfigError(f"request_timeout_s must be > 0, got {self.request_timeout_s}")
+        if self.max_queue_s is not None and not (0 < self.max_queue_s <= self.request_timeout_s):
+            raise ConfigError(f"max_queue_s must be > 0 and at most the request timeout "
+                              f"({self.request_timeout_s} s), got {self.max_queue_s}")
         if self.rate_limit is not None and not self.rate_limit > 0:
             raise ConfigError(f"rate_limit must be > 0 requests/s, got {self.rate_limit}")
         if any(not k for k in self.api_keys):
@@ -294,6 +300,8 @@ class ServiceState:
         _prime_openmp()
         self.batcher = Batcher(self._score_units, max_batch_pairs=config.max_batch_pairs,
                                max_wait_ms=config.max_wait_ms, max_queue=config.max_queue,
+                               max_queue_s=(config.max_queue_s if config.max_queue_s is not None
+                                            else min(10.0, config.request_timeout_s / 2)),
                                chunk_pairs=config.max_batch_pairs if (self.stage is not None and
                                                                       _pointwise(self.stage)) else None,
                                metrics=self.metrics, isolate=lambda e: not isinstance(e, BackendError))
@@ -376,7 +384,7 @@ class ServiceState:
         except asyncio.QueueFull as e:
             self.metrics.rejected.labels("overloaded").inc()
             raise http_error(429, "overloaded", f"the service is overloaded: {e}",
-                             {"Retry-After": self._retry_after()}) from None
+                             {"Retry-After": self._retry_after_overload()}) from None
         except asyncio.TimeoutError:
             self.metrics.rejected.labels("timeout").inc()
             raise http_error(504, "timeout", f"no answer within {timeout or self.config.request_timeout_s} s") from None
@@ -391,11 +399,24 @@ class ServiceState:
     def _retry_after(self) -> str:
         return str(int(math.ceil(self.config.retry_after_s)))
 
-    def admit(self) -> None:
+    def _retry_after_overload(self) -> str:
+        """An overload's Retry-After: until the queued work is back under its bound (at least
+        ``retry_after_s``)."""
+        return str(int(math.ceil(max(self.config.retry_after_s, self.batcher.retry_after_s()))))
+
+    def admit(self, pairs: int = 0) -> None:
+        """429 now if a request of ``pairs`` pairs would be refused by the queue (before its texts are
+        tokenised)."""
         if self.batcher.depth + self._counting >= self.config.max_queue:
             self.metrics.rejected.labels("overloaded").inc()
             raise http_error(429, "overloaded", f"the service is overloaded ({self.config.max_queue} requests "
-                             "queued); retry later", {"Retry-After": self._retry_after()})
+                             "queued); retry later", {"Retry-After": self._retry_after_overload()})
+        try:
+            self.batcher.check_admit(pairs)
+        except asyncio.QueueFull as e:
+            self.metrics.rejected.labels("overloaded").inc()
+            raise http_error(429, "overloaded", f"the service is overloaded: {e}; retry later",
+                             {"Retry-After": self._retry_after_overload()}) from None
 
     async def _score(self, query: str, texts: list[str], deadline: float) -> _Scored:
         if self.stage is None:
@@ -405,7 +426,7 @@ class ServiceState:
         except asyncio.QueueFull as e:
             self.metrics.rejected.labels("overloaded").inc()
             raise http_error(429, "overloaded", f"the service is overloaded: {e}; retry later",
-                             {"Retry-After": self._retry_after()}) from None
+                             {"Retry-After": self._retry_after_overload()}) from None
         except RuntimeError:  # stopped: shutting down
             raise http_error(503, "unhealthy", "the service is shutting down",
                              {"Retry-After": self._retry_after()}) from None
@@ -537,7 +558,7 @@ def create_app(config: ServiceConfig) -> Any:
                              f"{config.max_docs}")
         if state.stage is None:
             raise http_error(404, "not_found", "no reranker is served (start with --model or --reranker)")
-        state.admit()
+        state.admit(len(texts))
         truncate = config.auto_truncate if req.truncate is None else req.truncate
         lengths: list[int] | None = None
         assert state.lengths is not None
@@ -625,7 +646,7 @@ def create_app(config: ServiceConfig) -> Any:
         except asyncio.QueueFull as e:
             state.metrics.rejected.labels("overloaded").inc()
             raise http_error(429, "overloaded", f"the service is overloaded: {e}",
-                             {"Retry-After": state._retry_after()}) from None
+                             {"Retry-After": state._retry_after_overload()}) from None
         except asyncio.TimeoutError:
             state.metrics.rejected.labels("timeout").inc()
             raise http_error(504, "timeout", f"no answer within {config.request_timeout_s} s") from None

@@ -7,8 +7,13 @@ hold ``max_batch_pairs`` pairs, or until ``max_wait_ms`` has passed since the ol
 runs ONE call of ``score`` over all of them on a single worker thread (the model is loaded once; the
 stage batches by its token budget inside the call). Each chunk is its own query of that call.
 
-The queue is bounded: :meth:`Batcher.submit` raises :class:`asyncio.QueueFull` once ``max_queue``
-jobs are waiting (the service answers 429), so a burst never becomes an unbounded backlog.
+The queue is bounded twice: :meth:`Batcher.submit` raises :class:`asyncio.QueueFull` (the service
+answers 429) once ``max_queue`` jobs are waiting, or once the queued work would take more than
+``max_queue_s`` seconds: the worker measures its seconds per pair over its last batches (and per call),
+and a request whose pairs would end behind more than that much estimated work is refused at once,
+rather than accepted to time out in the queue (a 504 after the request timeout). So a burst is answered
+with 429s, the backlog never exceeds ``max_queue_s`` of work, and the service recovers as soon as the
+burst ends. An idle worker always admits one request, whatever its size.
 
 A job whose caller gave up (its timeout) is cancelled: its chunks not yet started are dropped, and
 what was scored stays in :attr:`Job.scores` (the partial answer). When a batch of several chunks fails
@@ -87,11 +92,15 @@ class Batcher:
 
     def __init__(self, score: ScoreFn, *, max_batch_pairs: int = 128, max_wait_ms: float = 5.0,
                  max_queue: int = 64, chunk_pairs: int | None = None, metrics: Any = None,
-                 isolate: Callable[[BaseException], bool] | None = None):
+                 isolate: Callable[[BaseException], bool] | None = None, max_queue_s: float | None = None):
         if max_batch_pairs < 1 or max_queue < 1:
             raise ConfigError("max_batch_pairs and max_queue must be >= 1")
         if max_wait_ms < 0:
             raise ConfigError("max_wait_ms must be >= 0")
+        if max_queue_s is not None and not max_queue_s > 0:
+            raise ConfigError(f"max_queue_s must be > 0 seconds, got {max_queue_s}")
+        #: seconds of estimated queued work at most (None: bounded by ``max_queue`` requests only)
+        self.max_queue_s = None if max_queue_s is None else float(max_queue_s)
         self.score_fn = score
         self.max_batch_pairs = int(max_batch_pairs)
         self.max_wait = float(max_wait_ms) / 1000.0
@@ -104,6 +113,11 @@ class Batcher:
         self._queue: collections.deque[_Chunk | _Call] = collections.deque()
         self._jobs = 0  # jobs and calls submitted and not finished
         self._pairs = 0  # pairs in queued chunks
+        self._running_pairs = 0  # pairs of the batch being scored
+        self._calls = 0  # queued calls
+        # the worker's recent costs: (seconds, pairs) of its last batches, seconds of its last calls
+        self._batch_costs: collections.deque[tuple[float, int]] = collections.deque(maxlen=16)
+        self._call_costs: collections.deque[float] = collections.deque(maxlen=16)
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self._busy = False
@@ -144,21 +158,52 @@ class Batcher:
     def queued_pairs(self) -> int:
         return self._pairs
 
+    @property
+    def seconds_per_pair(self) -> float | None:
+        """The worker's measured seconds per pair over its last batches (None before the first)."""
+        pairs = sum(p for _, p in self._batch_costs)
+        return sum(t for t, _ in self._batch_costs) / pairs if pairs else None
+
+    def backlog_s(self, extra_pairs: int = 0) -> float | None:
+        """Estimated seconds of work queued and running (plus ``extra_pairs``); None before the
+        worker has scored anything."""
+        per_pair = self.seconds_per_pair
+        if per_pair is None:
+            return None
+        per_call = sum(self._call_costs) / len(self._call_costs) if self._call_costs else 0.0
+        return (self._pairs + self._running_pairs + extra_pairs) * per_pair + self._calls * per_call
+
     def _gauges(self) -> None:
         if self.metrics is not None:
             self.metrics.queue_depth.set(self._jobs)
             self.metrics.queue_pairs.set(self._pairs)
 
     # -- submitting ------------------------------------------------------------------------------
-    def _admit(self) -> None:
-        if self._task is None:
-            raise RuntimeError("the batcher is not running")
+    def check_admit(self, pairs: int = 0) -> None:
+        """Raise :class:`asyncio.QueueFull` if a request of ``pairs`` pairs would be refused now."""
         if self._jobs >= self.max_queue:
             raise asyncio.QueueFull(f"{self._jobs} requests are queued (the limit is {self.max_queue})")
+        if self.max_queue_s is not None and self._jobs > 0:
+            backlog = self.backlog_s(pairs)
+            if backlog is not None and backlog > self.max_queue_s:
+                raise asyncio.QueueFull(f"about {backlog:.1f} s of scoring would be queued ahead of this request's "
+                                        f"end (the limit is {self.max_queue_s:g} s)")
+
+    def retry_after_s(self) -> float:
+        """Seconds until the backlog is back under ``max_queue_s`` (0 when it is or is unknown)."""
+        backlog = self.backlog_s()
+        if backlog is None or self.max_queue_s is None:
+            return 0.0
+        return max(0.0, backlog - self.max_queue_s)
+
+    def _admit(self, pairs: int = 0) -> None:
+        if self._task is None:
+            raise RuntimeError("the batcher is not running")
+        self.check_admit(pairs)
 
     def submit(self, query: str, texts: Sequence[str]) -> Job:
         """Queue one request; ``await job.future`` (or :meth:`wait`) for its scores."""
-        self._admit()
+        self._admit(len(texts))
         loop = asyncio.get_running_loop()
         job = Job(query, list(texts), loop.create_future())
         n = len(job.texts)
@@ -208,6 +253,7 @@ class Batcher:
         item = _Call(fn, args, asyncio.get_running_loop().create_future())
         self._queue.append(item)
         self._jobs += 1
+        self._calls += 1
         self._gauges()
         assert self._wake is not None
         self._wake.set()
@@ -241,6 +287,7 @@ class Batcher:
             head = self._queue[0]
             if isinstance(head, _Call):
                 self._queue.popleft()
+                self._calls -= 1
                 await self._run_call(loop, head)
                 continue
             # collect: until max_batch_pairs pairs are queued behind the head, or max_wait has passed
@@ -293,8 +340,10 @@ class Batcher:
         try:
             if item.cancelled or item.future.done():
                 return
+            t0 = time.monotonic()
             try:
                 res = await loop.run_in_executor(self.executor, item.fn, *item.args)
+                self._call_costs.append(time.monotonic() - t0)
             except BaseException as e:  # noqa: BLE001 - handed to the caller
                 if not item.future.done():
                     item.future.set_exception(e)
@@ -311,14 +360,19 @@ class Batcher:
 
     async def _run_chunks(self, loop: asyncio.AbstractEventLoop, chunks: list[_Chunk]) -> None:
         units = [(c.job.query, c.job.texts[c.start:c.stop], c.start) for c in chunks]
+        pairs = sum(c.pairs for c in chunks)
         self._busy = True
+        self._running_pairs = pairs
         try:
             if self.metrics is not None:
-                self.metrics.batch_pairs.observe(sum(c.pairs for c in chunks))
+                self.metrics.batch_pairs.observe(pairs)
                 self.metrics.batch_requests.observe(len({id(c.job) for c in chunks}))
             self.batches += 1
+            t0 = time.monotonic()
             try:
                 out = await loop.run_in_executor(self.executor, self.score_fn, units)
+                if pairs:
+                    self._batch_costs.append((time.monotonic() - t0, pairs))
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001 - each request gets its error
@@ -341,6 +395,7 @@ class Batcher:
                 self._deliver(c, scores)
         finally:
             self._busy = False
+            self._running_pairs = 0
 
     def _deliver(self, c: _Chunk, scores: Sequence[float]) -> None:
         job = c.job

@@ -109,7 +109,8 @@ def build_config(
     index_dir: Optional[Path] = None, *, pipeline: Optional[Path] = None, reranker: Optional[str] = None,
     model: Optional[str] = None, backend: Optional[str] = None, base_url: Optional[str] = None,
     option: Optional[list[str]] = None, embed_model: str = "auto", host: str = "127.0.0.1", port: int = 8080,
-    max_batch_pairs: int = 128, max_wait_ms: float = 5.0, max_queue: int = 64, max_docs: int = 1000,
+    max_batch_pairs: int = 128, max_wait_ms: float = 5.0, max_queue: int = 64,
+    max_queue_seconds: Optional[float] = None, max_docs: int = 1000,
     max_payload_bytes: int = 2_000_000, request_timeout: float = 30.0, auto_truncate: bool = True,
     api_key: Optional[list[str]] = None, rate_limit: Optional[str] = None, retry_after: float = 1.0,
     model_name: Optional[str] = None, drain_timeout: float = 60.0, qrels: Optional[str] = None,
@@ -133,8 +134,9 @@ def build_config(
     return ServiceConfig(
         index_dir=index_dir, pipeline=pipeline, reranker=reranker, model=model, reranker_options=opts,
         embed_model=None if embed_model in ("none", "off", "") else embed_model, host=host, port=port,
-        max_batch_pairs=max_batch_pairs, max_wait_ms=max_wait_ms, max_queue=max_queue, max_docs=max_docs,
-        max_payload_bytes=max_payload_bytes, request_timeout_s=request_timeout, auto_truncate=auto_truncate,
+        max_batch_pairs=max_batch_pairs, max_wait_ms=max_wait_ms, max_queue=max_queue,
+        max_queue_s=max_queue_seconds, max_docs=max_docs, max_payload_bytes=max_payload_bytes,
+        request_timeout_s=request_timeout, auto_truncate=auto_truncate,
         api_keys=tuple(dict.fromkeys(keys)), rate_limit=rate, retry_after_s=retry_after, model_name=model_name,
         drain_timeout_s=drain_timeout, qrels=qrels, queries=queries)
 
@@ -190,6 +192,9 @@ def serve_command(
         "--max-wait-ms", help="micro-batching: how long the oldest request waits for others")] = 5.0,
     max_queue: Annotated[int, typer.Option(
         "--max-queue", help="requests queued at most; beyond: 429 with Retry-After")] = 64,
+    max_queue_seconds: Annotated[Optional[float], typer.Option(
+        "--max-queue-seconds", help="seconds of queued work at most, estimated from the measured time per pair; "
+                                    "beyond: 429 (default: half the request timeout, at most 10)")] = None,
     max_docs: Annotated[int, typer.Option(
         "--max-docs", help="documents (or inputs) per request at most; beyond: 413")] = 1000,
     max_payload_bytes: Annotated[int, typer.Option(
@@ -219,7 +224,8 @@ def serve_command(
     cfg = build_config(index_dir, pipeline=pipeline, reranker=reranker, model=model, backend=backend,
                        base_url=base_url, option=option, embed_model=embed_model, host=host, port=port,
                        max_batch_pairs=max_batch_pairs, max_wait_ms=max_wait_ms, max_queue=max_queue,
-                       max_docs=max_docs, max_payload_bytes=max_payload_bytes, request_timeout=request_timeout,
+                       max_queue_seconds=max_queue_seconds, max_docs=max_docs,
+                       max_payload_bytes=max_payload_bytes, request_timeout=request_timeout,
                        auto_truncate=auto_truncate, api_key=api_key, rate_limit=rate_limit,
                        retry_after=retry_after, model_name=model_name, qrels=qrels, queries=queries)
     if not cfg.api_keys and host not in ("127.0.0.1", "localhost", "::1"):
