@@ -76,6 +76,9 @@ def index(
     int8: Annotated[bool, typer.Option("--int8", help="ONNX dynamic int8 quantisation (implies --onnx)")] = False,
     shard_size: Annotated[int, typer.Option("--shard-size", help="dense encoding: documents per shard (a killed "
                                             "encoding resumes at the first missing shard)")] = 1024,
+    ray: Annotated[bool, typer.Option("--ray", help="dense encoding on Ray: a local cluster")] = False,
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="dense encoding on the Ray "
+                                                       "cluster at ADDRESS")] = None,
 ) -> None:
     """Index a collection: a document store and a BM25 index (and a dense index with --dense)."""
     from rankstack.data.docstore import DocStore
@@ -91,11 +94,19 @@ def index(
         from rankstack.encoders.runtime import BiEncoder
         from rankstack.index.dense import DenseIndex
 
-        enc = BiEncoder(None if dense == "default" else dense, backend="onnx" if (onnx or int8) else "torch",
-                        quantize="int8" if int8 else None)
+        enc_spec = {"model": None if dense == "default" else dense, "backend": "onnx" if (onnx or int8) else "torch",
+                    "quantize": "int8" if int8 else None}
+        enc = BiEncoder(**enc_spec)
         _drop_stale_encoding(output / "dense", store.fingerprint)
-        DenseIndex.build(store.iter_docs(), output / "dense", encoder=enc, kind="hnsw" if hnsw else "flat",
-                         shard_size=shard_size, progress=True)
+        if ray or ray_address:  # the same index, encoded by Ray workers (each rebuilds the encoder from its spec)
+            from rankstack.scale import build_dense_index_ray, init_ray
+
+            init_ray(ray_address)
+            build_dense_index_ray(store.iter_docs(), output / "dense", enc_spec, kind="hnsw" if hnsw else "flat",
+                                  shard_size=shard_size, workers=None, progress=True)
+        else:
+            DenseIndex.build(store.iter_docs(), output / "dense", encoder=enc, kind="hnsw" if hnsw else "flat",
+                             shard_size=shard_size, progress=True)
         manifest["dense"] = {"model": dense, "kind": "hnsw" if hnsw else "flat", "int8": int8}
     (output / "manifest.json").write_text(json.dumps(manifest, indent=1))
     _console().print(f"indexed {len(store):,} documents into {output}")
@@ -394,6 +405,9 @@ def rerank(
     concurrency: Annotated[Optional[int], typer.Option("--concurrency", help="LLM over HTTP: queries at once")] = None,
     api_key: Annotated[Optional[str], typer.Option("--api-key", help="OpenAI-compatible backend: API key "
                                                    "(default: $OPENAI_API_KEY)")] = None,
+    ray: Annotated[bool, typer.Option("--ray", help="rerank on Ray: a local cluster")] = False,
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="rerank on the Ray cluster at "
+                                                       "ADDRESS")] = None,
 ) -> None:
     """Rerank the top k candidates of a run."""
     from rankstack.data import datasets as _datasets
@@ -440,6 +454,18 @@ def rerank(
     elif any(v is not None for v in (window, stride, passes, set_size, max_calls, concurrency, api_key)):
         raise typer.BadParameter(f"--window/--stride/--passes/--set-size/--max-calls/--concurrency/--api-key apply to "
                                  f"the LLM rerankers, not {reranker!r}")
+    if ray or ray_address:  # the same run, scored by Ray workers (each rebuilds the stage from its spec)
+        from rankstack.data.formats import write_run
+        from rankstack.scale import init_ray, rerank_ray
+
+        init_ray(ray_address)
+        ctx = _context_for(collection)
+        out = rerank_ray({**spec, "progress": False}, asked, (FromRun(cand, name=run.stem) % k)(asked), ctx.docs,
+                         workers=None, index_dir=ctx.index_dir)
+        write_run(out, output, tag=reranker)
+        _console().print(f"{reranker}: {len(asked)} queries on {out.stats['workers']} Ray workers, "
+                         f"{out.stats['wall_s']:.2f}s, {out.stats['items_per_s']:.1f} docs/s -> {output}")
+        return
     stage = build_stage(spec, _context_for(collection), f"--reranker {reranker}")
     _run_and_write(FromRun(cand, name=run.stem) % k >> stage, asked, None, output, reranker, "items")
 

