@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
+from rankstack.data.formats._fast import _fast_qrels
 from rankstack.data.formats._lines import (
     PathLike,
     _err,
@@ -86,10 +87,14 @@ def read_qrels(
     if cranfield_scale not in ("irds", "cleverdon", "raw"):
         raise ConfigError(f"unknown cranfield_scale {cranfield_scale!r}; known: irds, cleverdon, raw")
     scale = _CRANFIELD_SCALES.get(cranfield_scale) if fmt == "cranfield" else None
+    limit = max_id_length()
+    if fmt in ("trec", "beir") and encoding.lower().replace("-", "") in ("utf8", "ascii"):
+        fast = _fast_qrels(path, fmt, limit, _BEIR_HEADER, strip_zeros)  # regular file: one pass
+        if fast is not None:
+            return _qrels_nocopy(fast, Path(path).name)
     data: dict[str, dict[str, int]] = {}
     repeats = 0
     first = True
-    limit = max_id_length()
     for lineno, line in _lines(path, encoding):
         parts = line.split()
         if not parts:

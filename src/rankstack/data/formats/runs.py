@@ -7,6 +7,7 @@ import math
 from collections.abc import Mapping
 from pathlib import Path
 
+from rankstack.data.formats._fast import _fast_run
 from rankstack.data.formats._lines import PathLike, _err, _find_first, _lines
 from rankstack.data.formats._write import _check_token, _Writer
 from rankstack.data.formats.detect import _resolve
@@ -32,9 +33,14 @@ def read_run(path: PathLike, format: str = "auto", *, name: str | None = None, e
     """
     if _resolve(format, "run", path) == "msmarco":
         return _read_msmarco_run(path, name, encoding)
+    limit = max_id_length()
+    # a regular file in one pass (an ASCII file reads the same in any ASCII-compatible encoding);
+    # anything irregular is read, or refused with its line, below
+    fast = _fast_run(path, limit) if encoding.lower().replace("-", "") in ("utf8", "ascii") else None
+    if fast is not None:
+        return Run._wrap(fast[0], name=name or fast[1] or Path(path).name)
     data: dict[str, dict[str, float]] = {}
     tag: str | None = None
-    limit = max_id_length()
     for lineno, line in _lines(path, encoding):
         parts = line.split()
         if not parts:
