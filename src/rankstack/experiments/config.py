@@ -83,6 +83,9 @@ class ExperimentSpec:
     write_runs: bool = True
     #: the experiment file's text, recorded in results.json
     text: str | None = None
+    #: run the retrievers and rerankers on Ray (``[experiment] ray``): None (in process) or the keywords
+    #: ``address`` (None: a local cluster), ``workers``, ``cpus_per_worker``, ``queries_per_batch``
+    ray: dict[str, Any] | None = None
 
     def pipelines_for(self, collection: str) -> list[PipelineSpec]:
         return [p for p in self.pipelines if p.collections is None or collection in p.collections]
@@ -103,7 +106,7 @@ def _need(table: dict, key: str, where: str, typ: type | tuple[type, ...]) -> An
 KEYS: dict[str, tuple[str, ...]] = {
     "": ("experiment", "collections", "pipelines", "expected"),
     "experiment": ("name", "measures", "baseline", "significance", "correction", "alpha", "output", "cache",
-                   "plugins", "runs"),
+                   "plugins", "runs", "ray"),
     "collections": ("name",),
     "pipelines": ("name", "stages", "collections"),
     "expected": ("collection", "pipeline", "measure", "value", "tolerance"),
@@ -208,6 +211,7 @@ def load_experiment(path: str | Path) -> ExperimentSpec:
     runs = exp.get("runs", True)
     if not isinstance(runs, bool):
         raise ConfigError(f"{where}: 'runs' (write each pipeline's run file) must be true or false")
+    ray = _ray_table(exp.get("ray"), where)
     out = exp.get("output")
     cache = exp.get("cache")
     baseline = exp.get("baseline")
@@ -217,8 +221,39 @@ def load_experiment(path: str | Path) -> ExperimentSpec:
         name=exp.get("name", path.stem), path=path, collections=colls, pipelines=pipes,
         measures=list(measures), baseline=baseline, significance=sig, alpha=float(exp.get("alpha", 0.05)),
         output=_norm(base / out) if out else None, cache=_norm(base / cache) if cache else None, expected=expected,
-        correction=correction, write_runs=runs, text=path.read_text(encoding="utf-8"),
+        correction=correction, write_runs=runs, text=path.read_text(encoding="utf-8"), ray=ray,
     )
+
+
+RAY_KEYS = ("address", "workers", "cpus_per_worker", "queries_per_batch")
+
+
+def _ray_table(val: Any, where: str) -> dict[str, Any] | None:
+    """``ray = true`` (a local cluster), ``ray = "ADDRESS"``, or a table of :data:`RAY_KEYS`; false or
+    absent: in process."""
+    if val is None or val is False:
+        return None
+    if val is True:
+        return {}
+    if isinstance(val, str):
+        if not val.strip():
+            raise ConfigError(f"{where}: 'ray' is an empty address (true starts a local cluster)")
+        return {"address": val}
+    if not isinstance(val, dict):
+        raise ConfigError(f"{where}: 'ray' must be true, an address or a table ({', '.join(RAY_KEYS)}), "
+                          f"got {type(val).__name__}")
+    unknown = [k for k in val if k not in RAY_KEYS]
+    if unknown:
+        raise ConfigError(f"{where}: 'ray' has no key {unknown[0]!r}; its keys: {', '.join(RAY_KEYS)}")
+    for key in ("workers", "queries_per_batch"):
+        if key in val and (isinstance(val[key], bool) or not isinstance(val[key], int) or val[key] < 1):
+            raise ConfigError(f"{where}: ray.{key} must be an integer >= 1, got {val[key]!r}")
+    cpus = val.get("cpus_per_worker", 1)
+    if isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or not cpus > 0:
+        raise ConfigError(f"{where}: ray.cpus_per_worker must be a number > 0, got {cpus!r}")
+    if "address" in val and not isinstance(val["address"], str):
+        raise ConfigError(f"{where}: ray.address must be a string")
+    return dict(val)
 
 
 def load_plugins(plugins: list[str], base: Path, where: str) -> None:

@@ -37,8 +37,21 @@ def context_for(name: str, collection: Collection, cache_root: Path, progress: b
                         rebuild=rebuild)
 
 
-def run_pipeline(pspec: PipelineSpec, ctx: BuildContext, cache: bool = True) -> Run:
+def run_pipeline(pspec: PipelineSpec, ctx: BuildContext, cache: bool = True, ray: dict[str, Any] | None = None,
+                 worker_context: Any = None) -> Run:
+    """Build and run one pipeline. With ``ray`` (``[experiment] ray``'s keywords), every retriever and
+    reranker runs on a Ray actor pool (:class:`rankstack.scale.RayStage`), each worker rebuilding it from
+    its spec in ``worker_context()``; the run cache is shared with in-process runs (same keys)."""
+    specs = iter(pspec.stages)
+
     def wrap(st: Stage) -> Stage:
+        spec = next(specs)
+        if ray is not None and _on_ray(spec):
+            from rankstack.scale import RayStage
+
+            st = RayStage(st, spec, worker_context, workers=ray.get("workers"),
+                          cpus_per_worker=ray.get("cpus_per_worker", 1),
+                          queries_per_batch=ray.get("queries_per_batch", 8))
         return Cached(st, ctx.cache_dir / "runs") if cache and not isinstance(st, (Cutoff, FromRun)) else st
 
     pipe = build_pipeline(list(pspec.stages), ctx, f"pipeline {pspec.name!r}", wrap=wrap)
@@ -48,10 +61,35 @@ def run_pipeline(pspec: PipelineSpec, ctx: BuildContext, cache: bool = True) -> 
     return run
 
 
+def _on_ray(spec: dict[str, Any]) -> bool:
+    """Retrievers and rerankers go to Ray workers; cut-offs, fixed runs and fusions of earlier
+    pipelines' runs stay in process (they are cheap, and fusion reads this process's runs)."""
+    from rankstack import registry
+
+    entry = registry.resolve_entry(spec["stage"])
+    return entry.kind in ("retriever", "reranker") and entry.name != "cutoff"
+
+
+def _worker_context(name: str, cache_root: str, cwd: str) -> BuildContext:
+    """A Ray worker's build context for collection ``name``: the driver's working directory, the same
+    collection and artifact cache (built by the driver before any worker asks)."""
+    import os
+
+    os.chdir(cwd)
+    return context_for(name, datasets.load(name), Path(cache_root), progress=False)
+
+
 def run_experiment(spec: ExperimentSpec, progress: bool = True, cache: bool = True) -> Report:
+    import functools
+    import os
+
     from rankstack.measures import Evaluator
 
     cache_root = spec.cache or Path(".rankstack-cache")
+    if spec.ray is not None:
+        from rankstack.scale import init_ray
+
+        init_ray(spec.ray.get("address"))
     results: list[Result] = []
     runs: dict[tuple[str, str], Run] = {}
     jobs = [(c, p) for c in spec.collections for p in spec.pipelines_for(c)]
@@ -64,7 +102,9 @@ def run_experiment(spec: ExperimentSpec, progress: bool = True, cache: bool = Tr
                 by_coll[cname] = context_for(cname, coll, cache_root, progress, rebuild=not cache)
             ctx = by_coll[cname]
             t0 = time.perf_counter()
-            run = run_pipeline(pspec, ctx, cache=cache)
+            run = run_pipeline(pspec, ctx, cache=cache, ray=spec.ray,
+                               worker_context=functools.partial(_worker_context, cname, str(cache_root.resolve()),
+                                                                os.getcwd()))
             ctx.runs[pspec.name] = run
             runs[cname, pspec.name] = run
             if ctx.collection.qrels is None:

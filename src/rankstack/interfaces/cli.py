@@ -126,6 +126,9 @@ def search(
     split: Annotated[Optional[str], typer.Option("--split", help="BEIR: search only the queries of "
                                                  "qrels/SPLIT.tsv next to the queries file (e.g. test), or of "
                                                  "the ir_datasets id's split (irds:beir/scifact + test)")] = None,
+    ray: Annotated[bool, typer.Option("--ray", help="search on Ray: a local cluster")] = False,
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="search on the Ray cluster at "
+                                                       "ADDRESS")] = None,
 ) -> None:
     """Retrieve the top k documents of each query (BM25 unless told otherwise)."""
     from rankstack.data import datasets
@@ -137,6 +140,19 @@ def search(
     if split is not None and qrels is not None:
         raise ConfigError("give --qrels or --split, not both")
     qs = datasets.load_queries(queries, split=split, judged=qrels)
+    if ray or ray_address:  # the same run, retrieved by Ray workers (each opens the index and builds the stages)
+        from rankstack.data.formats import write_run
+        from rankstack.scale import init_ray, search_ray
+
+        init_ray(ray_address)
+        names = ("bm25", "dense") if retriever == "hybrid" else (retriever,)
+        out = search_ray([{"stage": name, "k": k} for name in names], qs, index_dir,
+                         fuse={"method": "rrf"} if retriever == "hybrid" else None,
+                         k=k if retriever == "hybrid" else None, workers=None)
+        write_run(out, output, tag=tag)
+        _console().print(f"{tag}: {len(qs)} queries on {out.stats['workers']} Ray workers, "
+                         f"{out.stats['wall_s']:.2f}s, {out.stats['queries_per_s']:.1f} queries/s -> {output}")
+        return
     ctx = BuildContext(index_dir=index_dir)
     if retriever == "hybrid":
         parts = [build_stage({"stage": name, "k": k}, ctx, f"--retriever {name}") for name in ("bm25", "dense")]

@@ -7,6 +7,10 @@
   restarts from the finished shards; the shards are assembled into the same :class:`DenseIndex`.
 * :func:`rerank_ray` -- any reranker stage over (query, candidates) rows; returns the same
   :class:`~rankstack.data.records.Run` as ``stage(queries, run)``.
+* :class:`RayStage` -- any stage of a pipeline (an experiment's ``[experiment] ray``) on an actor
+  pool, each worker rebuilding it from its spec in a context it opens itself.
+* :func:`search_ray` -- retrieval pipelines (BM25, dense, fused) over an index directory that every
+  worker opens itself (memory-mapped); the same run as the local pipeline.
 * :class:`ShardedDenseIndex` -- exact dense search over index shards, each searched where it lives
   (one Ray actor per shard, or in process), top-k merged exactly (see :func:`merge_topk`).
 
@@ -31,12 +35,15 @@ import numpy as np
 from rankstack.data.records import Document, Query, Run, docs_fingerprint
 from rankstack.errors import ConfigError, StageError
 from rankstack.optional import require
+from rankstack.stages.base import Stage
 
 __all__ = [
     "init_ray",
     "encode_corpus_ray",
     "build_dense_index_ray",
     "rerank_ray",
+    "search_ray",
+    "RayStage",
     "merge_topk",
     "ShardedDenseIndex",
     "exact_search",
@@ -286,19 +293,23 @@ class _RerankWorker:
                 self.docs[d] = Document(d, str(tx), str(ti))
         t0 = time.perf_counter()
         out = self.stage.transform(queries, Run(data))
-        wall = time.perf_counter() - t0
-        qids, dids, scores = [], [], []
-        for q in queries:
-            r = out.get(q.id, {})
-            qids.append(q.id)
-            dids.append(np.array(list(r.keys()), dtype=object))
-            scores.append(np.array(list(r.values()), dtype=np.float64))
-        obj = np.empty(len(dids), dtype=object)
-        sc = np.empty(len(scores), dtype=object)
-        for i, (a, b) in enumerate(zip(dids, scores)):
-            obj[i], sc[i] = a, b
-        return {"qid": np.array(qids, dtype=object), "doc_ids": obj, "scores": sc,
-                "wall": np.full(len(qids), wall / max(1, len(qids))), "pid": np.full(len(qids), os.getpid())}
+        return _pack(queries, out, time.perf_counter() - t0)
+
+
+def _pack(queries: Sequence[Query], out: Run, wall: float) -> dict[str, np.ndarray]:
+    """A worker's answer for its batch: one row per query (ranked ids and scores as object arrays)."""
+    qids, dids, scores = [], [], []
+    for q in queries:
+        r = out.get(q.id, {})
+        qids.append(q.id)
+        dids.append(np.array(list(r.keys()), dtype=object))
+        scores.append(np.array(list(r.values()), dtype=np.float64))
+    obj = np.empty(len(dids), dtype=object)
+    sc = np.empty(len(scores), dtype=object)
+    for i, (a, b) in enumerate(zip(dids, scores)):
+        obj[i], sc[i] = a, b
+    return {"qid": np.array(qids, dtype=object), "doc_ids": obj, "scores": sc,
+            "wall": np.full(len(qids), wall / max(1, len(qids))), "pid": np.full(len(qids), os.getpid())}
 
 
 def rerank_ray(
@@ -344,6 +355,18 @@ def rerank_ray(
             titles.append(doc.title)
         rows.append({"qid": q.id, "qtext": q.text, "doc_ids": ids, "scores": [s for _, s in ranked],
                      "titles": titles, "texts": texts})
+    ctor = {"spec": dict(spec), "threads": max(1, int(cpus_per_worker)),
+            "index_dir": str(index_dir) if index_dir else None}
+    return _map_queries(_RerankWorker, ctor, rows, queries, name=str(spec["stage"]), workers=workers,
+                        cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
+                        queries_per_batch=queries_per_batch, progress=progress,
+                        items=sum(len(r["doc_ids"]) for r in rows))
+
+
+def _map_queries(worker: type, ctor: dict[str, Any], rows: list[dict[str, Any]], queries: Sequence[Query], *,
+                 name: str, workers: int | None, cpus_per_worker: float, gpus_per_worker: float,
+                 queries_per_batch: int, progress: bool, items: int) -> Run:
+    """One dataset row per query through an actor pool of ``worker(**ctor)``; the answers as one run."""
     ray = init_ray()
     workers = _n_workers(ray, workers, cpus_per_worker)
     _quiet(progress)
@@ -354,9 +377,8 @@ def rerank_ray(
         n_blocks = max(1, (len(rows) + queries_per_batch - 1) // queries_per_batch)
         ds = ray.data.from_items(rows, override_num_blocks=n_blocks)
         res = ds.map_batches(
-            _RerankWorker,
-            fn_constructor_kwargs={"spec": dict(spec), "threads": max(1, int(cpus_per_worker)),
-                                   "index_dir": str(index_dir) if index_dir else None},
+            worker,
+            fn_constructor_kwargs=ctor,
             batch_size=int(queries_per_batch),
             compute=ray.data.ActorPoolStrategy(size=int(workers)),
             num_cpus=cpus_per_worker,
@@ -367,11 +389,160 @@ def rerank_ray(
             out[str(r["qid"])] = dict(zip((str(d) for d in r["doc_ids"]), (float(s) for s in r["scores"])))
             pids.add(int(r["pid"]))
     wall = time.perf_counter() - t0
-    items = sum(len(r["doc_ids"]) for r in rows)
+    if items < 0:  # retrieval: what came back
+        items = sum(len(v) for v in out.values())
     stats = {"items": items, "wall_s": wall, "queries_per_s": len(queries) / wall if wall else 0.0,
              "items_per_s": items / wall if wall else 0.0, "workers": int(workers), "pids": sorted(pids),
-             "stages": [{"name": str(spec["stage"]), "ray": True, "wall_s": wall}]}
-    return Run._wrap(out, name=str(spec["stage"]), stats=stats)
+             "stages": [{"name": name, "ray": True, "wall_s": wall}]}
+    return Run._wrap(out, name=name, stats=stats)
+
+
+# -- retrieval -------------------------------------------------------------------------------------
+class _SearchWorker:
+    """One per actor: opens the index directory and builds the retrieval pipeline(s) once."""
+
+    def __init__(self, pipelines: list[list[dict[str, Any]]], fuse: dict[str, Any] | None, k: int | None,
+                 threads: int, index_dir: str):
+        from rankstack.stages.base import Fuse
+        from rankstack.stages.build import BuildContext, build_pipeline
+
+        try:
+            import torch
+
+            torch.set_num_threads(max(1, threads))
+        except ImportError:  # BM25 alone needs no torch
+            pass
+        ctx = BuildContext(index_dir=Path(index_dir), progress=False)
+        built = [build_pipeline(p, ctx, f"ray search pipeline #{i + 1}") for i, p in enumerate(pipelines)]
+        stage = built[0] if len(built) == 1 else Fuse(built, **(fuse or {}))
+        self.stage = stage % k if k is not None else stage
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        queries = [Query(str(q), str(t)) for q, t in zip(batch["qid"], batch["qtext"])]
+        t0 = time.perf_counter()
+        out = self.stage.transform(queries, None)
+        return _pack(queries, out, time.perf_counter() - t0)
+
+
+def search_ray(
+    pipelines: Sequence[Any],
+    queries: Sequence[Query],
+    index_dir: str | os.PathLike,
+    *,
+    fuse: Mapping[str, Any] | None = None,
+    k: int | None = None,
+    workers: int | None = 2,
+    cpus_per_worker: float = 1,
+    gpus_per_worker: float = 0,
+    queries_per_batch: int = 64,
+    progress: bool = False,
+) -> Run:
+    """Retrieval on a Ray actor pool: each worker opens ``index_dir`` (as written by ``rankstack
+    index``; memory-mapped) and builds the pipeline from its specs once; queries are split in groups of
+    ``queries_per_batch``. ``pipelines`` is one stage spec, or a list of pipelines, each a stage spec or
+    a list of specs (``[[bm25, cross-encoder]]`` is one pipeline of two stages); several are fused with
+    ``fuse`` (:class:`~rankstack.stages.base.Fuse` keywords, e.g. ``{"method": "rrf"}``). ``k`` cuts the result. The run equals the local ``stage(queries)``: every query is
+    retrieved independently of the others in its group."""
+    from rankstack.stages.build import check_spec
+
+    _check_workers(workers, cpus_per_worker)
+    if int(queries_per_batch) < 1:
+        raise ConfigError(f"queries_per_batch must be >= 1, got {queries_per_batch}")
+    if k is not None and int(k) < 1:
+        raise ConfigError(f"k must be >= 1, got {k}")
+    if not Path(index_dir).is_dir():
+        raise ConfigError(f"ray search: no index directory at {index_dir} (write one with `rankstack index`)")
+    if isinstance(pipelines, Mapping):
+        pipelines = [pipelines]
+    parts = [[dict(p)] if isinstance(p, Mapping) else [dict(x) for x in p] for p in pipelines]
+    if not parts or any(not p for p in parts):
+        raise ConfigError("ray search: give at least one pipeline of at least one stage spec")
+    if len(parts) > 1 and fuse is None:
+        raise ConfigError(f"ray search: {len(parts)} pipelines need 'fuse' (e.g. {{'method': 'rrf'}})")
+    for i, p in enumerate(parts):
+        for j, s in enumerate(p):
+            check_spec(s, f"ray search pipeline #{i + 1} stage #{j + 1}")
+    queries = list(queries)
+    rows = [{"qid": q.id, "qtext": q.text} for q in queries]
+    ctor = {"pipelines": parts, "fuse": dict(fuse) if fuse is not None else None,
+            "k": int(k) if k is not None else None, "threads": max(1, int(cpus_per_worker)),
+            "index_dir": str(Path(index_dir).resolve())}
+    name = "+".join(">>".join(str(s["stage"]) for s in p) for p in parts)
+    return _map_queries(_SearchWorker, ctor, rows, queries, name=name, workers=workers,
+                        cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
+                        queries_per_batch=queries_per_batch, progress=progress, items=-1)
+
+
+# -- any stage of a pipeline -----------------------------------------------------------------------
+class _StageWorker:
+    """One per actor: builds the stage from its spec once, in the context ``context()`` returns (a
+    picklable factory: e.g. an experiment's collection and artifact cache, opened on the worker)."""
+
+    def __init__(self, spec: dict[str, Any], context: Any, threads: int):
+        from rankstack.stages.build import build_stage
+
+        try:
+            import torch
+
+            torch.set_num_threads(max(1, threads))
+        except ImportError:
+            pass
+        self.stage = build_stage(spec, context(), where=f"ray stage {spec.get('stage')!r}")
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        queries = [Query(str(q), str(t)) for q, t in zip(batch["qid"], batch["qtext"])]
+        run = None
+        if "doc_ids" in batch:
+            run = Run({str(q): dict(zip((str(d) for d in ids), (float(x) for x in sc)))
+                       for q, ids, sc in zip(batch["qid"], batch["doc_ids"], batch["scores"])})
+        t0 = time.perf_counter()
+        out = self.stage(queries, run)
+        return _pack(queries, out, time.perf_counter() - t0)
+
+
+class RayStage(Stage):
+    """A pipeline stage whose calls run on a Ray actor pool: ``stage`` is the stage built on the driver
+    (its name, config and cache key are the local stage's, so :class:`~rankstack.stages.base.Cached`
+    entries are shared with local runs), ``spec`` what each worker rebuilds it from, ``context`` a
+    picklable zero-argument factory of the worker's :class:`~rankstack.stages.build.BuildContext`.
+    Queries go in groups of ``queries_per_batch`` with their incoming candidates (ids and scores; the
+    worker's context has the texts)."""
+
+    def __init__(self, stage: Any, spec: Mapping[str, Any], context: Any, *, workers: int | None = None,
+                 cpus_per_worker: float = 1, gpus_per_worker: float = 0, queries_per_batch: int = 8):
+        from rankstack.stages.build import check_spec
+
+        _check_workers(workers, cpus_per_worker)
+        if int(queries_per_batch) < 1:
+            raise ConfigError(f"queries_per_batch must be >= 1, got {queries_per_batch}")
+        check_spec(spec, "ray stage")
+        self.stage, self.spec, self.context = stage, dict(spec), context
+        self.name = stage.name
+        self.needs_candidates = stage.needs_candidates
+        self.workers, self.cpus_per_worker, self.gpus_per_worker = workers, cpus_per_worker, gpus_per_worker
+        self.queries_per_batch = int(queries_per_batch)
+
+    def config(self) -> dict[str, Any]:
+        return self.stage.config()
+
+    def transform(self, queries: Sequence[Query], run: Run | None = None) -> Run:
+        return self(queries, run)
+
+    def __call__(self, queries: Sequence[Query], run: Run | None = None) -> Run:
+        queries = list(queries)
+        rows: list[dict[str, Any]] = []
+        for q in queries:
+            row: dict[str, Any] = {"qid": q.id, "qtext": q.text}
+            if run is not None:
+                ranked = run.ranked(q.id)
+                row["doc_ids"], row["scores"] = [d for d, _ in ranked], [s for _, s in ranked]
+            rows.append(row)
+        ctor = {"spec": self.spec, "context": self.context, "threads": max(1, int(self.cpus_per_worker))}
+        items = sum(len(r["doc_ids"]) for r in rows) if run is not None else -1
+        return _map_queries(_StageWorker, ctor, rows, queries, name=self.name, workers=self.workers,
+                            cpus_per_worker=self.cpus_per_worker, gpus_per_worker=self.gpus_per_worker,
+                            queries_per_batch=self.queries_per_batch,
+                            progress=False, items=items)
 
 
 # -- sharded exact search --------------------------------------------------------------------------
