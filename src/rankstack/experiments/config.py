@@ -34,6 +34,8 @@ A stage is ``{stage = NAME, ...params}`` (NAME from the stage registry, or ``run
 ``cutoff`` with ``k``); ``{stage = "fuse", pipelines = [...], method = "rrf"}`` fuses other pipelines.
 ``plugins = ["my_stages.py", "my_package.stages"]`` in ``[experiment]`` loads modules (files relative
 to the TOML, or importable names) that register stages of their own (``rankstack.registry.register``).
+``ray = true`` (a local cluster), ``ray = "ADDRESS"`` or ``ray = { address, workers, cpus_per_worker,
+queries_per_batch }`` runs the retrievers and rerankers on Ray workers (``docs/scale.md``).
 """
 
 from __future__ import annotations
