@@ -264,19 +264,30 @@ def test_cli_rerank_with_ray_writes_the_local_run_file(cluster, queries_and_run,
     assert local == remote and local.count(b"\n") == 8 * 10
 
 
-def test_cli_search_with_ray_writes_the_local_run_file(cluster, docs, tmp_path, monkeypatch):
-    """``rankstack search IDX ... --ray`` (BM25, and hybrid BM25 + dense fused by RRF): the same run file
-    as the local search; every worker opens the index directory itself."""
+@pytest.fixture(scope="module")
+def index_dir(docs, tmp_path_factory):
+    """``rankstack index`` of the slice with a dense index (what `search`, mining and experiments open)."""
     from typer.testing import CliRunner
 
     from rankstack.data.formats.docs import write_docs_jsonl
     from rankstack.interfaces.cli import app
 
-    monkeypatch.chdir(tmp_path)
-    write_docs_jsonl(docs, tmp_path / "corpus.jsonl")
-    runner = CliRunner()
-    res = runner.invoke(app, ["index", str(tmp_path / "corpus.jsonl"), "-o", str(tmp_path / "idx"), "--dense", "default"])
+    root = tmp_path_factory.mktemp("idx")
+    write_docs_jsonl(docs, root / "corpus.jsonl")
+    res = CliRunner().invoke(app, ["index", str(root / "corpus.jsonl"), "-o", str(root / "idx"), "--dense", "default"])
     assert res.exit_code == 0, (res.output, res.exception)
+    return root / "idx"
+
+
+def test_cli_search_with_ray_writes_the_local_run_file(cluster, index_dir, tmp_path, monkeypatch):
+    """``rankstack search IDX ... --ray`` (BM25, and hybrid BM25 + dense fused by RRF): the same run file
+    as the local search; every worker opens the index directory itself."""
+    from typer.testing import CliRunner
+
+    from rankstack.interfaces.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
     qs = tmp_path / "queries.tsv"
     picked = list(itertools.islice(read_queries(SCIFACT / "queries.jsonl"), 20))
     qs.write_text("".join(f"{q.id}\t{q.text}\n" for q in picked))
@@ -284,7 +295,7 @@ def test_cli_search_with_ray_writes_the_local_run_file(cluster, docs, tmp_path, 
         outs = []
         for name, extra in (("local", []), ("ray", ["--ray"])):
             out = tmp_path / f"{retriever}.{name}.trec"
-            res = runner.invoke(app, ["search", str(tmp_path / "idx"), str(qs), "-o", str(out), "--k", "50",
+            res = runner.invoke(app, ["search", str(index_dir), str(qs), "-o", str(out), "--k", "50",
                                       "--retriever", retriever, *extra])
             assert res.exit_code == 0, (res.output, res.exception)
             outs.append(out.read_bytes())
@@ -293,6 +304,33 @@ def test_cli_search_with_ray_writes_the_local_run_file(cluster, docs, tmp_path, 
         lines = outs[0].decode().splitlines()
         assert len({ln.split()[0] for ln in lines}) >= 15  # most of the 20 queries match something
         assert max(int(ln.split()[3]) for ln in lines) == 50  # ranks 1..50 (the TREC rank column)
+
+
+def test_negative_mining_on_ray_equals_local(cluster, index_dir):
+    """Candidates (BM25 top-30) and a cross-encoder teacher's scores on Ray, TAS-Balanced sampling by
+    teacher margin in process: the same negatives as mining over the local candidates and teacher."""
+    from rankstack.data import datasets
+    from rankstack.scale import mine_negatives_ray
+    from rankstack.stages.build import BuildContext, build_stage
+    from rankstack.testing import random_head_cross_encoder
+    from rankstack.train.negatives import NegativeMiner
+
+    qrels = datasets.load_qrels(SCIFACT / "qrels" / "test.tsv")
+    qs = [q for q in read_queries(SCIFACT / "queries.jsonl") if q.id in qrels][:12]
+    teacher = {"stage": "cross-encoder", "model": random_head_cross_encoder(), "max_length": 64, "max_batch": 1}
+    ctx = BuildContext(index_dir=index_dir, progress=False)
+    cands = build_stage({"stage": "bm25", "k": 30}, ctx)(qs)
+    t_local = build_stage(teacher, ctx)(qs, Run({q.id: cands[q.id] for q in qs if cands.get(q.id)}))
+    local = NegativeMiner(n=4, sample="balanced", n_bins=4, teacher_scores=t_local, seed=5).mine(
+        qrels, cands, query_ids=[q.id for q in qs])
+    miner = NegativeMiner(n=4, sample="balanced", n_bins=4, teacher_scores={}, seed=5)
+    mined, c_ray, t_ray = mine_negatives_ray(miner, qs, qrels, index_dir, [{"stage": "bm25", "k": 30}],
+                                             teacher=teacher, queries_per_batch=4)
+    assert c_ray.to_dict() == cands.to_dict() and t_ray.to_dict() == t_local.to_dict()
+    assert mined == local and len(mined) == 12
+    assert sum(len(m.doc_ids) for m in mined.values()) >= 40  # most queries get their 4 negatives
+    judged = {q: set(d) for q, d in qrels.items()}
+    assert all(not (set(m.doc_ids) & judged[q]) for q, m in mined.items())  # never a judged document
 
 
 def test_search_ray_checks_its_arguments(cluster, tmp_path):

@@ -7,6 +7,8 @@
   restarts from the finished shards; the shards are assembled into the same :class:`DenseIndex`.
 * :func:`rerank_ray` -- any reranker stage over (query, candidates) rows; returns the same
   :class:`~rankstack.data.records.Run` as ``stage(queries, run)``.
+* :func:`mine_negatives_ray` -- hard negatives for training: candidates (and teacher scores) on Ray,
+  the seeded per-query sampling of :class:`~rankstack.train.negatives.NegativeMiner` in process.
 * :class:`RayStage` -- any stage of a pipeline (an experiment's ``[experiment] ray``) on an actor
   pool, each worker rebuilding it from its spec in a context it opens itself.
 * :func:`search_ray` -- retrieval pipelines (BM25, dense, fused) over an index directory that every
@@ -43,6 +45,7 @@ __all__ = [
     "build_dense_index_ray",
     "rerank_ray",
     "search_ray",
+    "mine_negatives_ray",
     "RayStage",
     "merge_topk",
     "ShardedDenseIndex",
@@ -471,6 +474,48 @@ def search_ray(
     return _map_queries(_SearchWorker, ctor, rows, queries, name=name, workers=workers,
                         cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
                         queries_per_batch=queries_per_batch, progress=progress, items=-1)
+
+
+# -- negative mining -------------------------------------------------------------------------------
+def mine_negatives_ray(
+    miner: Any,
+    queries: Sequence[Query],
+    qrels: Mapping[str, Mapping[str, int]],
+    index_dir: str | os.PathLike,
+    pipelines: Sequence[Any] = ({"stage": "bm25", "k": 100},),
+    *,
+    teacher: Mapping[str, Any] | None = None,
+    fuse: Mapping[str, Any] | None = None,
+    corpus_ids: Sequence[str] | None = None,
+    round_: int = 0,
+    workers: int | None = 2,
+    cpus_per_worker: float = 1,
+    queries_per_batch: int = 64,
+) -> tuple[dict[str, Any], Run, Run | None]:
+    """Hard negatives for training queries, with the costly parts on Ray: the candidate retrieval
+    (:func:`search_ray` over ``index_dir``) and, with ``teacher`` (a reranker stage spec, e.g. a
+    cross-encoder), the teacher's scores of every candidate (:func:`rerank_ray`; the texts come from
+    the index's document store). The sampling itself is :class:`rankstack.train.negatives.NegativeMiner`
+    (``miner``; its ``teacher_scores`` are set from the teacher's run) in this process: it is cheap and
+    seeded per query, so the negatives equal a local mining over the same candidates.
+
+    Returns ``(mined, candidates, teacher_run)``: ``mined`` maps each query id with a positive to its
+    :class:`~rankstack.train.negatives.Mined`."""
+    from rankstack.stages.build import BuildContext
+
+    queries = list(queries)
+    candidates = search_ray(pipelines, queries, index_dir, fuse=fuse, workers=workers,
+                            cpus_per_worker=cpus_per_worker, queries_per_batch=queries_per_batch)
+    teacher_run = None
+    if teacher is not None:
+        ctx = BuildContext(index_dir=Path(index_dir), progress=False)
+        with_cands = [q for q in queries if candidates.get(q.id)]
+        teacher_run = rerank_ray(teacher, with_cands, Run({q.id: candidates[q.id] for q in with_cands}), ctx.docs,
+                                 workers=workers, cpus_per_worker=cpus_per_worker, index_dir=index_dir)
+        miner.teacher_scores = {q: dict(d) for q, d in teacher_run.items()}
+    asked = [q.id for q in queries if any(g > 0 for g in qrels.get(q.id, {}).values())]
+    mined = miner.mine(qrels, candidates, corpus_ids=corpus_ids, query_ids=asked, round_=round_)
+    return mined, candidates, teacher_run
 
 
 # -- any stage of a pipeline -----------------------------------------------------------------------
