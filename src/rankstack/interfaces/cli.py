@@ -487,6 +487,187 @@ def rerank(
 
 
 @app.command()
+def attack(
+    run: Annotated[Path, typer.Argument(help="candidate run (TREC format): the ranked lists attacked")],
+    queries: Annotated[Path, typer.Argument(help="queries file, known dataset or ir_datasets id")],
+    collection: Annotated[str, typer.Argument(help="collection file/dir, index dir, known dataset or "
+                                              "ir_datasets id")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="JSON file to write")],
+    victim: Annotated[str, typer.Option("--victim", help="bm25, dense, cross-encoder or any reranker name")] = "bm25",
+    model: Annotated[Optional[str], typer.Option("--model", help="the victim's model (`rankstack models`)")] = None,
+    method: Annotated[str, typer.Option("--method", help="prada|stuffing|spam (or several, comma-separated)")] = "prada",
+    targets: Annotated[Optional[str], typer.Option("--targets", help="easy5 (5 of victim ranks 51-100) or hard5 "
+                                                   "(the 5 lowest); default: both")] = None,
+    budget: Annotated[int, typer.Option("--budget", help="victim calls per target, the re-check included")] = 2000,
+    seed: Annotated[int, typer.Option("--seed", help="target sampling seed")] = 0,
+    n_queries: Annotated[Optional[int], typer.Option("--queries", help="attack the first N queries of the run")] = None,
+    k: Annotated[int, typer.Option("--k", help="candidates per query")] = 100,
+    goal: Annotated[int, typer.Option("--goal", help="success: the target reaches the top GOAL")] = 10,
+    white_box: Annotated[bool, typer.Option("--white-box", help="prada: word importance from the victim's own "
+                                            "gradients (a bi-encoder)")] = False,
+    surrogate: Annotated[Optional[str], typer.Option("--surrogate", help="prada: importance and embedding "
+                                                     "neighbours from this bi-encoder")] = None,
+    max_words: Annotated[int, typer.Option("--max-words", help="prada: words changed at most")] = 10,
+    max_share: Annotated[float, typer.Option("--max-share", help="prada: share of the words changed at most")] = 0.1,
+) -> None:
+    """Attack documents of a run's ranked lists (issue #19): Easy-5/Hard-5 targets, success rates."""
+    import time
+
+    from rankstack.data.records import ranked_items
+    from rankstack.robust.attacks import Constraints, TopK, keyword_spam, prada, sample_targets, stuffing
+    from rankstack.robust.metrics import Spamicity, summarize
+    from rankstack.robust.victim import QueryBudget, Victim
+
+    methods = [m.strip() for m in method.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in ("prada", "stuffing", "spam")]
+    if not methods or unknown:
+        raise ConfigError(f"--method must be prada, stuffing or spam (comma-separated), got {method!r}")
+    if targets is not None and targets not in ("easy5", "hard5"):
+        raise ConfigError(f"--targets must be easy5 or hard5, got {targets!r}")
+    QueryBudget(budget)  # a budget below 1 is an error before any work
+    goal_k = TopK(goal)
+    constraints = Constraints(max_words=max_words, max_share=max_share)
+    if (white_box or surrogate) and "prada" not in methods:
+        raise ConfigError("--white-box and --surrogate apply to --method prada")
+    if white_box and surrogate is None and victim in ("bm25", "bm25-rerank"):
+        raise ConfigError(f"--victim {victim} exposes no gradients: give --surrogate MODEL for a white-box attack, "
+                          "or leave out --white-box (black-box importance by deletion)")
+    ctx, stage, vname, asked = _robust_setup(run, queries, collection, victim, model, n_queries, k)
+    att = None
+    if "prada" in methods:
+        from rankstack.robust.wordnet import WordNet
+
+        sur = None
+        if surrogate is not None:
+            from rankstack.encoders.runtime import BiEncoder
+
+            sur = BiEncoder(surrogate)
+        wb = True if white_box else (None if (sur is not None or Victim(stage).white_box) else False)
+        att = prada(Victim(stage), surrogate=sur, white_box=wb, wordnet=WordNet(), constraints=constraints,
+                    max_candidates=8)
+    det = Spamicity(ctx.bm25_index())
+    qtext = {q.id: q.text for q, _ in asked}
+    lists = []
+    for q, docs in asked:  # the victim's own ranking of the candidates (trec_eval order)
+        s = Victim(stage).scores(q, docs)
+        pos = {d.id: i for i, d in enumerate(docs)}
+        lists.append((q, docs, [pos[d] for d, _ in ranked_items(dict(zip(pos, s.tolist())))]))
+    rows = []
+    for m in methods:
+        for proto in ([targets] if targets else ["easy5", "hard5"]):
+            results, t0 = [], time.perf_counter()
+            for q, docs, order in lists:
+                try:
+                    picked = sample_targets([docs[i].id for i in order], proto, 5, seed=seed)
+                except ConfigError as e:
+                    raise ConfigError(f"{run}: query {q.id!r}: {e}") from None
+                for t in picked:
+                    v = Victim(stage, QueryBudget(budget))
+                    if m == "stuffing":
+                        results.append(stuffing(v, q, docs, order[t], goal_k))
+                    elif m == "spam":
+                        results.append(keyword_spam(v, q, docs, order[t], goal_k, repeat=5))
+                    else:
+                        results.append(att(v, q, docs, order[t], goal_k))  # type: ignore[misc]
+            row = {"method": m, "protocol": proto, **summarize(results, qtext, det),
+                   "seconds_per_attack": (time.perf_counter() - t0) / max(1, len(results)),
+                   "results": [r.to_json() for r in results]}
+            rows.append(row)
+            rate = "-" if row["success_rate"] is None else f"{100 * row['success_rate']:.1f}%"
+            _console().print(f"{vname} {m} {proto}: {row['attacked']} targets, success {rate}, "
+                             f"{row['victim_queries']} victim calls")
+    out = {"victim": vname, "model": model, "run": str(run), "queries": [q.id for q, _ in asked], "k": k,
+           "goal": goal, "budget": budget, "seed": seed, "attacks": rows}
+    output.write_text(_strict_json(out))
+    _console().print(f"-> {output}")
+
+
+@app.command()
+def certify(
+    run: Annotated[Path, typer.Argument(help="candidate run (TREC format): the ranked lists certified")],
+    queries: Annotated[Path, typer.Argument(help="queries file, known dataset or ir_datasets id")],
+    collection: Annotated[str, typer.Argument(help="collection file/dir, index dir, known dataset or "
+                                              "ir_datasets id")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="JSON file to write")],
+    victim: Annotated[str, typer.Option("--victim", help="bm25, dense, cross-encoder or any reranker name")] = "bm25",
+    model: Annotated[Optional[str], typer.Option("--model", help="the victim's model (`rankstack models`)")] = None,
+    samples: Annotated[int, typer.Option("--samples", help="random perturbations per document (N)")] = 1000,
+    seed: Annotated[int, typer.Option("--seed", help="perturbation seed")] = 0,
+    n_queries: Annotated[Optional[int], typer.Option("--queries", help="certify the first N queries of the run")] = None,
+    k: Annotated[int, typer.Option("--k", help="candidates per query")] = 100,
+    alpha: Annotated[float, typer.Option("--alpha", help="the Monte Carlo error's confidence level")] = 0.05,
+    max_neighbours: Annotated[int, typer.Option("--max-neighbours", help="WordNet synonyms per word (attack "
+                                                "set)")] = 2,
+    max_set: Annotated[int, typer.Option("--max-set", help="largest smoothing set")] = 8,
+) -> None:
+    """Certified top-K robustness to word substitution (CertDR randomized smoothing), K = 1..10, 20..90."""
+    from rankstack.robust.certify import SmoothedRanker, SubstitutionSets, mc_error
+    from rankstack.robust.certify import certify as run_certify
+    from rankstack.robust.wordnet import WordNet
+
+    mc_error(samples, alpha)  # bad N or alpha: an error before any work
+    wn = WordNet()
+    _, stage, vname, asked = _robust_setup(run, queries, collection, victim, model, n_queries, k)
+    sets = SubstitutionSets.from_wordnet([d.contents for _, docs in asked for d in docs], wn,
+                                         max_neighbours=max_neighbours, max_set=max_set)
+    smoothed = SmoothedRanker(stage, sets, samples=samples, seed=seed)
+    res = run_certify(smoothed, [q for q, _ in asked], {q.id: docs for q, docs in asked}, alpha=alpha)
+    out = {"victim": vname, "model": model, "run": str(run), "k": k, **res.to_json()}
+    output.write_text(_strict_json(out))
+    shown = ", ".join(f"@{kk} {v:.2f}" for kk, v in res.certified_ratio.items() if v is not None and kk in (1, 5, 10, 50))
+    _console().print(f"{vname}: {len(asked)} queries, N={samples}, mc_error {res.mc_error:.4f}, certified {shown} "
+                     f"({res.seconds:.1f}s) -> {output}")
+
+
+def _robust_setup(run: Path, queries: Path, collection: str, victim: str, model: Optional[str],
+                  n_queries: Optional[int], k: int):
+    """``attack``/``certify``: the build context, the victim stage, its name and the (query, candidate
+    documents) pairs of the run's first ``n_queries`` queries that QUERIES has."""
+    from rankstack.data import datasets as _datasets
+    from rankstack.data.formats import read_run
+    from rankstack.robust.victim import BM25TextScorer
+    from rankstack.stages.build import build_stage
+
+    if n_queries is not None and n_queries < 1:
+        raise ConfigError(f"--queries must be at least 1, got {n_queries}")
+    if k < 1:
+        raise ConfigError(f"--k must be at least 1, got {k}")
+    name = {"dense": "dense-rerank", "cross": "cross-encoder", "bm25-rerank": "bm25"}.get(victim, victim)
+    if name != "bm25":
+        entry = registry.resolve_entry(name)  # an unknown name lists the known ones
+        if entry.kind != "reranker" or name == "cutoff":
+            rerankers = ", ".join(e.name for e in registry.entries("reranker") if e.name != "cutoff")
+            raise ConfigError(f"--victim {victim!r} is not a reranker; victims: bm25, {rerankers}")
+    elif model is not None:
+        raise ConfigError("--model does not apply to the bm25 victim")
+    cand = read_run(run)
+    qs = _datasets.load_queries(queries)
+    chosen = [q for q in qs if cand.get(q.id)]
+    if not chosen:
+        raise ConfigError(f"{queries}: none of its queries is in {run}")
+    chosen = chosen[:n_queries] if n_queries is not None else chosen
+    ctx = _context_for(collection)
+    docs = ctx.docs
+    asked = []
+    for q in chosen:
+        ids = [d for d, _ in cand.ranked(q.id)][:k]
+        missing = [d for d in ids if d not in docs]
+        if missing:
+            raise ConfigError(f"{run}: query {q.id!r} ranks document {missing[0]!r}, which is not in {collection}")
+        asked.append((q, [docs[d] for d in ids]))
+    if name == "bm25":
+        stage = BM25TextScorer(ctx.bm25_index())
+    else:
+        spec: dict = {"stage": name}
+        if model:
+            spec["model"] = model
+        stage = build_stage(spec, ctx, f"--victim {victim}")
+    if not hasattr(stage, "score_batch"):
+        raise ConfigError(f"--victim {victim!r} has no batched scoring hook (score_batch)")
+    return ctx, stage, name, asked
+
+
+@app.command()
 def train(
     kind: Annotated[str, typer.Argument(help="cross (cross-encoder) or bi (bi-encoder)")],
     output: Annotated[Path, typer.Option("-o", "--output", help="model directory to write")],
