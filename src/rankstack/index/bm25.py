@@ -24,6 +24,19 @@ uses exact document lengths instead (Robertson's BM25 with Lucene's IDF, what ``
 Ranking order: score descending, ties by document id descending -- trec_eval's order, so cutting a
 run to ``k`` (``run.cut(k)``) gives the same documents as retrieving with ``k``. (Lucene itself
 breaks ties by index order; only documents with equal 32-bit scores are affected.)
+
+Query kernels: :meth:`BM25Index.search` and :meth:`BM25Index.search_many` run a compiled kernel
+(:mod:`rankstack.index._bm25_kernel`, numba: ``pip install 'rankstack[fast]'``) when numba is
+installed, else numpy. Both give identical results, bit for bit (same float32 clause scores, same
+float64 summation order, same tie rule at the cut). ``kernel="numba"`` requires the compiled one,
+``kernel="numpy"`` forces the numpy reference; set it per index (``index.kernel = ...``) or per
+call. The numpy path materialises a dense score array per query (a ``(queries, documents)`` matrix
+per batch); the compiled one touches only the matching documents (a per-thread float64
+accumulator, an int64 key buffer and an int32 touched list of ``num_docs`` entries each, reset
+where touched) and selects
+the top ``k`` by quickselect on the same int64 keys as :meth:`BM25Index._top`. Batches loop over
+the queries inside the kernel: temporaries stay bounded by ``num_docs`` plus the requested output.
+numba compiles the kernel on first use (a few seconds) and caches it on disk (``cache=True``).
 """
 
 from __future__ import annotations
@@ -31,6 +44,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import warnings
 from collections.abc import Iterable, Sequence
 from operator import itemgetter
@@ -42,9 +56,10 @@ import numpy as np
 from rankstack import registry
 from rankstack.data.formats import ids as ids_rules
 from rankstack.data.records import Document
-from rankstack.errors import ConfigError, FormatError
+from rankstack.errors import ConfigError, FormatError, MissingDependencyError
 from rankstack.index.analysis import MAX_TOKEN_LENGTH, EnglishAnalyzer
 from rankstack.manifest import verify, write_manifest
+from rankstack.optional import require
 from rankstack.progress import Bar
 
 __all__ = [
@@ -57,6 +72,30 @@ __all__ = [
 FORMAT = "rankstack-bm25/1"
 _FIELDS = ("title+text", "text", "title")
 _NORMS = ("lucene", "exact")
+_KERNELS = ("auto", "numba", "numpy")
+#: output entries (queries x k) one compiled batch may hold; bounds search_many's temporaries
+_OUT_BUDGET = 1 << 22
+
+_kernel_module: Any = None  # the compiled kernels' module, or the MissingDependencyError met importing it
+
+
+def _numba_kernels(required: bool) -> Any:
+    """:mod:`rankstack.index._bm25_kernel` if numba is installed; else ``None`` (or raise if ``required``)."""
+    global _kernel_module
+    if _kernel_module is None:
+        try:
+            require("numba", "fast")
+        except MissingDependencyError as e:
+            _kernel_module = e
+        else:
+            from rankstack.index import _bm25_kernel
+
+            _kernel_module = _bm25_kernel
+    if isinstance(_kernel_module, MissingDependencyError):
+        if required:
+            raise MissingDependencyError(f"BM25 kernel='numba': {_kernel_module}")
+        return None
+    return _kernel_module
 
 # -- Lucene's SmallFloat length encoding -------------------------------------------------------------
 
@@ -112,7 +151,7 @@ def _contents(doc: Any, fields: str) -> tuple[str, str]:
     return str(did), body or ""
 
 
-def _sha(*parts: bytes) -> str:
+def _sha(*parts: bytes | np.ndarray) -> str:
     h = hashlib.sha256()
     for p in parts:
         h.update(hashlib.sha256(p).digest())
@@ -157,6 +196,10 @@ class BM25Index:
         self._doc_index: dict[str, int] | None = None
         self._doc_id_list: list[str] | None = None
         self._norm_cache: dict[tuple[float, float, str], np.ndarray] = {}
+        #: query kernel: "auto" (compiled if numba is installed), "numba" or "numpy"; see the module doc
+        self.kernel = "auto"
+        self._workspace = threading.local()  # per-thread accumulator of the compiled kernel
+        self._kernel_arrays: tuple[np.ndarray, ...] | None = None
 
     # -- statistics ---------------------------------------------------------------------------
     num_docs = property(lambda self: int(self.meta["num_docs"]), doc="documents in the index")
@@ -240,7 +283,7 @@ class BM25Index:
             local = np.repeat(np.arange(len(batch_ids), dtype=np.int64), lengths)
             # (term, doc) pairs with their counts, term-major
             keys, tfs = np.unique(term_ids * len(batch_ids) + local, return_counts=True)
-            term_chunks.append((keys // len(batch_ids)).astype(np.int64))
+            term_chunks.append((keys // len(batch_ids)).astype(np.int32 if len(vocab) < 2**31 else np.int64))
             doc_chunks.append((keys % len(batch_ids) + base).astype(np.int32))
             tf_chunks.append(tfs.astype(np.float32))
             len_chunks.append(lengths.astype(np.int32))
@@ -277,18 +320,26 @@ class BM25Index:
         for t, i in vocab.items():
             terms_by_id[i] = t
         order = np.argsort(terms_by_id.astype(str), kind="stable") if len(vocab) else np.zeros(0, np.int64)
-        new_id = np.empty(len(vocab), dtype=np.int64)
+        new_id = np.empty(len(vocab), dtype=np.int32 if len(vocab) < 2**31 else np.int64)
         new_id[order] = np.arange(len(vocab))
         terms_sorted = terms_by_id[order].tolist()
 
-        term_all = new_id[np.concatenate(term_chunks)] if term_chunks else np.zeros(0, np.int64)
+        # peak memory: drop each temporary as soon as it is used (the chunks, then the merged arrays)
+        term_all = np.concatenate(term_chunks) if term_chunks else np.zeros(0, np.int32)
+        term_chunks.clear()
+        term_all = new_id[term_all]
         doc_all = np.concatenate(doc_chunks) if doc_chunks else np.zeros(0, np.int32)
+        doc_chunks.clear()
         tf_all = np.concatenate(tf_chunks) if tf_chunks else np.zeros(0, np.float32)
+        tf_chunks.clear()
         # stable sort by term keeps documents ascending within each posting list
         perm = np.argsort(term_all, kind="stable")
         post_docs = np.ascontiguousarray(doc_all[perm])
+        del doc_all
         post_tfs = np.ascontiguousarray(tf_all[perm])
+        del tf_all, perm
         df = np.bincount(term_all, minlength=len(vocab))
+        del term_all
         term_offsets = np.zeros(len(vocab) + 1, dtype=np.int64)
         np.cumsum(df, out=term_offsets[1:])
 
@@ -302,7 +353,7 @@ class BM25Index:
             "doc_norms": int_to_byte4(lengths),
             "id_rank": id_rank,
             "term_offsets": term_offsets,
-            "post_docs": post_docs.astype(np.int32),
+            "post_docs": post_docs.astype(np.int32, copy=False),
             "post_tfs": post_tfs,
         }
         vocab_sorted = {t: i for i, t in enumerate(terms_sorted)}
@@ -321,7 +372,9 @@ class BM25Index:
         meta["fingerprint"] = _sha(
             json.dumps({k: meta[k] for k in ("fields", "analyzer")}, sort_keys=True).encode(),
             "\n".join(terms_sorted).encode(),
-            *(arrays[k].tobytes() for k in ("doc_ids", "doc_lengths", "term_offsets", "post_docs", "post_tfs")),
+            # the arrays' bytes through the buffer protocol (the same bytes as .tobytes(), without a copy)
+            *(np.ascontiguousarray(arrays[k]) for k in ("doc_ids", "doc_lengths", "term_offsets", "post_docs",
+                                                         "post_tfs")),
         )[:16]
         index = cls(meta=meta, vocab=vocab_sorted, arrays=arrays, analyzer=analyzer)
         if path is not None:
@@ -397,9 +450,14 @@ class BM25Index:
         uniq, counts = np.unique(ids, return_counts=True)
         return uniq, counts.astype(np.float32)
 
-    def _norm_inverse(self, k1: float, b: float, norms: str) -> np.ndarray:
-        """Per-document ``1 / (k1 * ((1 - b) + b * dl / avgdl))`` in float32, as Lucene caches it."""
-        key = (float(k1), float(b), norms)
+    def _norm_inverse(self, k1: float, b: float, norms: str, per_doc: bool = True) -> np.ndarray:
+        """Per-document ``1 / (k1 * ((1 - b) + b * dl / avgdl))`` in float32, as Lucene caches it.
+
+        ``per_doc=False`` with Lucene norms: the 256 values per norm byte instead (Lucene's cache;
+        the per-document array is this table indexed by ``doc_norms``).
+        """
+        per_doc = per_doc or norms != "lucene"
+        key = (float(k1), float(b), norms if per_doc else "lucene-table")
         cached = self._norm_cache.get(key)
         if cached is not None:
             return cached
@@ -410,12 +468,14 @@ class BM25Index:
             lengths = np.asarray(self.doc_lengths, dtype=np.float32)
         with np.errstate(divide="ignore"):
             table = np.float32(1) / (k1f * ((np.float32(1) - bf) + bf * lengths / avgdl))
-        out = table[np.asarray(self.doc_norms)] if norms == "lucene" else table
+        out = table[np.asarray(self.doc_norms)] if norms == "lucene" and per_doc else table
+        out.flags.writeable = False  # shared by every call (and the compiled kernel's one signature)
         self._norm_cache[key] = out
         return out
 
     def _idf(self, term_ids: np.ndarray) -> np.ndarray:
-        df = (self.term_offsets[term_ids + 1] - self.term_offsets[term_ids]).astype(np.float64)
+        offsets = np.asarray(self.term_offsets)  # a plain view of a memmap: cheaper to index
+        df = (offsets[term_ids + 1] - offsets[term_ids]).astype(np.float64)
         n = float(self.doc_count)
         return np.log(1.0 + (n - df + 0.5) / (df + 0.5)).astype(np.float32)
 
@@ -481,13 +541,86 @@ class BM25Index:
         """The ``bm25-rerank`` stage over this index (re-scores candidates without their texts)."""
         return registry.create("bm25-rerank", index=self, **params)
 
+    def _use_numba(self, kernel: str | None) -> Any:
+        """The compiled kernels' module for this call, or ``None`` for the numpy path."""
+        kernel = self.kernel if kernel is None else kernel
+        if kernel not in _KERNELS:
+            raise ConfigError(f"BM25 kernel must be one of {_KERNELS}, got {kernel!r}")
+        return None if kernel == "numpy" else _numba_kernels(required=kernel == "numba")
+
+    def _compiled_top(
+        self, kern: Any, tids: np.ndarray, q_ptr: np.ndarray, counts: np.ndarray, k: int, k1: float, b: float,
+        norms: str,
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Top ``k`` of each query (terms ``tids[q_ptr[q]:q_ptr[q+1]]``, ascending; ``counts``: boosts)."""
+        nq = len(q_ptr) - 1
+        k = min(k, self.num_docs)
+        if k == 0 or self.num_docs == 0:
+            return [(np.zeros(0, np.int64), np.zeros(0, np.float32)) for _ in range(nq)]
+        if self._kernel_arrays is None:
+            arrs = []
+            for a, dt in ((self.term_offsets, np.int64), (self.post_docs, np.int32), (self.post_tfs, np.float32),
+                          (self.id_rank, np.int32)):
+                v = np.ascontiguousarray(np.asarray(a), dtype=dt).view()
+                v.flags.writeable = False  # one compiled signature for in-memory and memory-mapped indexes
+                arrs.append(v)
+            rank_to_doc = np.empty(self.num_docs, np.int64)
+            rank_to_doc[arrs[3]] = np.arange(self.num_docs)
+            arrs.append(rank_to_doc)
+            self._kernel_arrays = tuple(arrs)
+            codes = np.ascontiguousarray(np.asarray(self.doc_norms), dtype=np.uint8).view()
+            codes.flags.writeable = False
+            self._kernel_codes = codes
+            self._no_codes = codes[:0]
+        offsets, post_docs, post_tfs, id_rank, rank_to_doc = self._kernel_arrays
+        # Lucene norms: a 256-entry table and one byte a document (less memory traffic than a float each)
+        ninv = self._norm_inverse(k1, b, norms, per_doc=False)
+        codes = self._kernel_codes if norms == "lucene" else self._no_codes
+        ws = self._workspace
+        if getattr(ws, "acc", None) is None or len(ws.acc) != self.num_docs:
+            ws.acc = np.zeros(self.num_docs, np.float64)  # all zeros between calls (the kernel resets it)
+            ws.keys = np.empty(self.num_docs, np.int64)
+            ws.touched = np.empty(self.num_docs + 1, np.int32)  # + 1: the kernel's branch-free append
+        weights = (counts.astype(np.float32, copy=False) * self._idf(tids)).astype(np.float32, copy=False)
+        tids = np.ascontiguousarray(tids, dtype=np.int64)
+        out: list[tuple[np.ndarray, np.ndarray]] = []
+        step = max(1, _OUT_BUDGET // k)
+        for lo in range(0, nq, step):
+            hi = min(nq, lo + step)
+            ptr = np.ascontiguousarray(q_ptr[lo : hi + 1] - q_ptr[lo], dtype=np.int64)
+            sl = slice(int(q_ptr[lo]), int(q_ptr[hi]))
+            docs = np.empty((hi - lo) * k, np.int64)
+            scores = np.empty((hi - lo) * k, np.float32)
+            got = np.empty(hi - lo, np.int64)
+            kern.top_k_many(offsets, post_docs, post_tfs, codes, ninv, id_rank, rank_to_doc, ptr, tids[sl],
+                            weights[sl], k, ws.acc, ws.keys, ws.touched, docs, scores, got)
+            if hi - lo == 1:
+                n = int(got[0])
+                out.append((docs[:n], scores[:n]))
+                continue
+            for q, n in enumerate(got.tolist()):
+                out.append((docs[q * k : q * k + n].copy(), scores[q * k : q * k + n].copy()))
+        return out
+
     def search(
-        self, text: str, k: int = 1000, k1: float | None = None, b: float | None = None, norms: str = "lucene"
+        self, text: str, k: int = 1000, k1: float | None = None, b: float | None = None, norms: str = "lucene",
+        kernel: str | None = None,
     ) -> list[tuple[str, float]]:
-        """The top ``k`` ``(doc_id, score)`` pairs for one query, best first."""
-        scores = self.score_all(text, k1, b, norms)
-        top = self._top(scores, k)
-        return list(zip(_pick(self.doc_id_list(), top), scores[top].tolist()))
+        """The top ``k`` ``(doc_id, score)`` pairs for one query, best first.
+
+        ``kernel``: ``"auto"``/``"numba"``/``"numpy"`` for this call (default: ``self.kernel``).
+        """
+        if k < 0:
+            raise ConfigError(f"k must be >= 0, got {k}")
+        kern = self._use_numba(kernel)
+        if kern is None:
+            scores = self.score_all(text, k1, b, norms)
+            top = self._top(scores, k)
+            return list(zip(_pick(self.doc_id_list(), top), scores[top].tolist()))
+        k1, b = self._params(k1, b, norms)
+        tids, boosts = self.query_terms(text)
+        [(top, sc)] = self._compiled_top(kern, tids, np.array([0, len(tids)], np.int64), boosts, k, k1, b, norms)
+        return list(zip(_pick(self.doc_id_list(), top), sc.tolist()))
 
     def search_many(
         self,
@@ -497,27 +630,41 @@ class BM25Index:
         b: float | None = None,
         norms: str = "lucene",
         batch_size: int | None = None,
+        kernel: str | None = None,
     ) -> list[tuple[np.ndarray, np.ndarray]]:
         """Top ``k`` (document indices, float32 scores) for each query, queries scored in batches.
 
-        A batch's scores are one dense ``(queries, documents)`` matrix filled by a single
+        Compiled kernel (``kernel``, default ``self.kernel``; see the module doc): queries are
+        analysed ``batch_size`` at a time (default 4096) and scored one after the other inside the
+        kernel, with temporaries bounded by ``num_docs`` plus the requested output. numpy path: a
+        batch's scores are one dense ``(queries, documents)`` matrix filled by a single
         ``np.bincount``; ``batch_size`` defaults to what fits in about 128 MB.
         """
         if k < 0:
             raise ConfigError(f"k must be >= 0, got {k}")
         k1, b = self._params(k1, b, norms)
+        kern = self._use_numba(kernel)
         n = max(self.num_docs, 1)
         if batch_size is None:
-            batch_size = max(1, min(len(texts), (1 << 24) // n))
+            batch_size = max(1, min(len(texts), 4096 if kern is not None else (1 << 24) // n))
         out: list[tuple[np.ndarray, np.ndarray]] = []
         for lo in range(0, len(texts), batch_size):
             chunk = texts[lo : lo + batch_size]
+            if kern is not None and len(chunk) == 1:
+                tids, boosts = self.query_terms(chunk[0])
+                out.extend(self._compiled_top(kern, tids, np.array([0, len(tids)], np.int64), boosts, k, k1, b, norms))
+                continue
             # analyse the whole batch in one call, then split per query
             ids, lengths = self.analyzer.encode_many(list(chunk), self.vocab, grow=False)
             qidx = np.repeat(np.arange(len(chunk)), lengths)
             keys, counts = np.unique(qidx * (len(self.vocab) + 1) + ids, return_counts=True)
             q_of = keys // (len(self.vocab) + 1)
             tids = keys % (len(self.vocab) + 1)
+            if kern is not None:
+                q_ptr = np.zeros(len(chunk) + 1, np.int64)
+                np.cumsum(np.bincount(q_of, minlength=len(chunk)), out=q_ptr[1:])
+                out.extend(self._compiled_top(kern, tids, q_ptr, counts, k, k1, b, norms))
+                continue
             which, docs, score = self._postings(tids, counts.astype(np.float32), k1, b, norms)
             flat = q_of[which] * n + docs
             dense = np.bincount(flat, weights=score, minlength=len(chunk) * n).astype(np.float32)
