@@ -669,7 +669,7 @@ def _robust_setup(run: Path, queries: Path, collection: str, victim: str, model:
 
 @app.command()
 def train(
-    kind: Annotated[str, typer.Argument(help="cross (cross-encoder) or bi (bi-encoder)")],
+    kind: Annotated[str, typer.Argument(help="cross (cross-encoder), bi (bi-encoder) or llm (LLM reranker)")],
     output: Annotated[Path, typer.Option("-o", "--output", help="model directory to write")],
     model: Annotated[Optional[str], typer.Option("--model", help="backbone directory "
                                                  "(default: the packaged all-MiniLM-L6-v2)")] = None,
@@ -694,10 +694,36 @@ def train(
                                                 "segment-cosine (starts as the bi-encoder backbone)")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="resume from the last checkpoint in OUTPUT")] = False,
+    objective: Annotated[Optional[str], typer.Option("--objective", help="llm: first|generation|combined")] = None,
+    collection: Annotated[Optional[str], typer.Option("--collection", help="llm: collection file/dir, index dir "
+                                                      "or known dataset (the passage texts)")] = None,
+    teacher: Annotated[Optional[Path], typer.Option("--teacher", help="llm: run giving the gold order (default: "
+                                                    "--qrels)")] = None,
+    window: Annotated[Optional[int], typer.Option("--window", help="llm: passages per window (default 20)")] = None,
+    stride: Annotated[Optional[int], typer.Option("--stride", help="llm: window step (default window/2)")] = None,
+    depth: Annotated[Optional[int], typer.Option("--depth", help="llm: candidates per query (default all)")] = None,
+    max_words: Annotated[Optional[int], typer.Option("--max-words", help="llm: words per passage (default 100)")] = None,
+    lora_r: Annotated[Optional[int], typer.Option("--lora-r", help="llm: LoRA rank (default 8; 0 = full "
+                                                  "fine-tuning)")] = None,
+    merge: Annotated[bool, typer.Option("--merge", help="llm: write the merged model, not the adapter")] = False,
 ) -> None:
-    """Train a cross-encoder or bi-encoder with a learning-to-rank loss (HF Trainer underneath)."""
+    """Train a cross-encoder or bi-encoder with a learning-to-rank loss, or an LLM reranker with FIRST's
+    objectives (``llm``; HF Trainer underneath)."""
     import dataclasses
     import tomllib
+
+    llm_only = {"--objective": objective, "--collection": collection, "--teacher": teacher, "--window": window,
+                "--stride": stride, "--depth": depth, "--max-words": max_words, "--lora-r": lora_r,
+                "--merge": merge or None}
+    if kind == "llm":
+        _train_llm(output, model, queries, qrels, candidates, loss, max_steps, max_length, batch_size, lr, seed,
+                   resume, objective, collection, teacher, window, stride, depth, max_words, lora_r, merge,
+                   other={"--config": config, "--triples": triples, "--jsonl": jsonl, "--corpus": corpus,
+                          "--n-neg": n_neg, "--epochs": epochs, "--head-lr": head_lr, "--head": head})
+        return
+    given_llm = sorted(k for k, v in llm_only.items() if v is not None)
+    if given_llm:
+        raise ConfigError(f"option(s) {given_llm} apply to 'llm' training only")
 
     from rankstack.train.trainer import (
         BiEncoderTrainConfig,
@@ -707,7 +733,7 @@ def train(
     )
 
     if kind not in ("cross", "bi"):
-        raise ConfigError(f"kind must be 'cross' or 'bi', got {kind!r}")
+        raise ConfigError(f"kind must be 'cross', 'bi' or 'llm', got {kind!r}")
     cls = CrossEncoderTrainConfig if kind == "cross" else BiEncoderTrainConfig
     fields = {f.name for f in dataclasses.fields(cls)}
     values: dict = {}
@@ -735,6 +761,59 @@ def train(
     cfg = cls(**values)
     path = (train_cross_encoder if kind == "cross" else train_bi_encoder)(cfg)
     _console().print(f"model written to {path}")
+
+
+def _train_llm(output, model, queries, qrels, candidates, loss, max_steps, max_length, batch_size, lr, seed,
+               resume, objective, collection, teacher, window, stride, depth, max_words, lora_r, merge,
+               other) -> None:
+    """``rankstack train llm``: windows from CANDIDATES (default: the teacher run) ordered by --teacher
+    (or --qrels), then :func:`rankstack.train.llm.train_llm`."""
+    from rankstack.data import datasets as _ds
+    from rankstack.data.formats import read_qrels, read_run
+    from rankstack.train.llm import LLMTrainConfig, train_llm
+    from rankstack.train.llm_data import build_windows
+
+    bad = sorted(k for k, v in other.items() if v is not None)
+    if bad:
+        raise ConfigError(f"option(s) {bad} do not apply to 'llm' training")
+    if queries is None or collection is None:
+        raise ConfigError("llm training needs --queries and --collection")
+    if teacher is None and qrels is None:
+        raise ConfigError("llm training needs --teacher RUN or --qrels QRELS (the gold order)")
+    judged = read_qrels(str(qrels)) if qrels is not None else None
+    gold = read_run(str(teacher)) if teacher is not None else judged
+    if candidates is not None:
+        cand = read_run(str(candidates))
+    elif teacher is not None:
+        cand = gold
+    else:
+        raise ConfigError("with --qrels as the teacher, --candidates RUN gives the lists windows are cut from")
+    qids = sorted(q for q in cand if judged is None or q in judged)  # --qrels with --teacher: its queries only
+    if not qids:
+        raise ConfigError(f"{candidates or teacher}: no query to train on")
+    qs = {q.id: q.text for q in _ds.load_queries(queries)}
+    missing = [q for q in qids if q not in qs]
+    if missing:
+        raise ConfigError(f"{queries}: query {missing[0]!r} of {candidates or teacher} has no text")
+    docs = _context_for(collection).docs
+    w = window or 20
+    windows = build_windows(qs, docs, cand, gold, window=w, stride=stride, depth=depth, seed=seed or 0,
+                            max_words=max_words or 100, qids=qids)
+    cfg = LLMTrainConfig(output_dir=str(output), model=model or "smollm2", objective=objective or "first",
+                         lora_r=8 if lora_r is None else lora_r, merge=merge,
+                         **{k: v for k, v in {"rank_loss": loss, "max_steps": max_steps, "max_length": max_length,
+                                              "batch_size": batch_size, "learning_rate": lr,
+                                              "seed": seed}.items() if v is not None})
+    last = None
+    if resume:
+        ckpts = sorted(output.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+        last = str(ckpts[-1]) if ckpts else None
+        if last is None:
+            raise ConfigError(f"--resume: no checkpoint-* directory in {output}")
+    meta = train_llm(cfg, windows, resume_from_checkpoint=last)
+    _console().print(f"{len(windows)} windows, {meta['steps']} steps in {meta['seconds']} s "
+                     f"({meta['tokens_per_s']} tokens/s); model written to {meta['output_dir']} "
+                     f"(score it with --reranker first --prime \"{cfg.prime}\")")
 
 
 def _check_overlap(qrels, run, qrels_path: Path, run_path: Path) -> None:

@@ -362,6 +362,17 @@ class ListwiseScorer(Scorer):
         return {**super().config(), "constrained": self.constrained}
 
 
+def first_prompt(query: str, texts: Sequence[str], labels: str = "letter") -> tuple[str, list[str]]:
+    """FIRST's user message for a window of (already cut) passage ``texts`` and the identifiers shown,
+    in presentation order. Shared with training (:mod:`rankstack.train.llm_data`), so that a trained
+    model sees the prompt it is scored with."""
+    n = len(texts)
+    ids = [label_for(i, labels) for i in range(n)]
+    example = f"[{ids[0]}] > [{ids[1] if n > 1 else ids[0]}]"
+    prompt = P.FIRST.format(num=n, query=query, example=example, passages=P.passage_block(texts, ids, "bracket"))
+    return prompt, ids
+
+
 class FirstScorer(Scorer):
     """FIRST: one forward pass; the logits of the first generated identifier over the window's letter
     identifiers rank the whole window. Evidence = the softmax over those identifiers.
@@ -388,10 +399,7 @@ class FirstScorer(Scorer):
 
     def rank(self, ctx: QueryContext, docs: Sequence[Document]) -> tuple[list[int], np.ndarray | None]:
         n = len(docs)
-        labels = [label_for(i, self.labels) for i in range(n)]
-        example = f"[{labels[0]}] > [{labels[1] if n > 1 else labels[0]}]"
-        prompt = P.FIRST.format(num=n, query=ctx.query.text, example=example,
-                                passages=P.passage_block(self.texts(ctx, docs), labels, "bracket"))
+        prompt, labels = first_prompt(ctx.query.text, self.texts(ctx, docs), self.labels)
         if self.prime:
             # the answer is started for the model ("[" of "[B] > [C]"): the next token is an identifier,
             # not the first word of a sentence that happens to be a label

@@ -12,7 +12,10 @@ The public names load lazily: ``import rankstack.train`` imports neither torch n
 * :mod:`~rankstack.train.folds`: :func:`kfold_queries`, :func:`holdout_split` (seeded query splits);
 * :mod:`~rankstack.train.arguments`: the configs, subclasses of HF ``TrainingArguments``;
 * :mod:`~rankstack.train.trainer`: the HF ``Trainer`` subclasses, :class:`DevEvaluator`,
-  :func:`train_cross_encoder`, :func:`train_bi_encoder`.
+  :func:`train_cross_encoder`, :func:`train_bi_encoder`;
+* :mod:`~rankstack.train.llm_data`, :mod:`~rankstack.train.llm`: listwise windows from a teacher ranking
+  and the LLM reranker trainer (FIRST's ranking loss, generation, combined; LoRA via peft), imported
+  from their modules (issue #20).
 """
 
 from __future__ import annotations

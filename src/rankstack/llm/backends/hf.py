@@ -51,10 +51,26 @@ def _load_tokenizer(transformers: Any, path: str, gguf_file: str | None) -> Any:
     return tok
 
 
+def _adapter_base(adapter: str) -> str:
+    """The base model of a peft adapter directory (``base_model_name_or_path`` of its config)."""
+    import json
+
+    path = os.path.join(adapter, "adapter_config.json")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            base = json.load(fh).get("base_model_name_or_path")
+    except (OSError, ValueError) as e:
+        raise BackendError(f"{path}: cannot read the adapter config: {e}") from e
+    if not base:
+        raise BackendError(f"{path}: field base_model_name_or_path is empty; set it to the base model")
+    return str(base)
+
+
 class TransformersBackend(Backend):
     """A causal LM run in-process with transformers (CPU or GPU).
 
-    ``model``: alias (``smollm2``, ``gemma3-270m``), ``.gguf`` path, local directory or hub id.
+    ``model``: alias (``smollm2``, ``gemma3-270m``), ``.gguf`` path, local directory, hub id, or a peft
+    adapter directory (``adapter_config.json``; its base model is loaded and the adapter merged into it).
     ``batch_size`` bounds the prompts per forward pass; ``max_length`` truncates prompts from the left
     *with a warning* (never silently).
     """
@@ -78,7 +94,13 @@ class TransformersBackend(Backend):
         if threads:
             torch.set_num_threads(int(threads))
         self.model_name = model
-        self.ref = resolve_model(model)
+        # a peft adapter directory (rankstack train llm): load its base model, then merge the adapter
+        self.adapter = model if os.path.isfile(os.path.join(model, "adapter_config.json")) else None
+        if self.adapter:
+            base = _adapter_base(self.adapter)
+            self.ref = resolve_model(base)
+        else:
+            self.ref = resolve_model(model)
         # a local model loads without asking a hub (the process-wide HF_HUB_OFFLINE is the user's to set)
         kw: dict[str, Any] = {"local_files_only": True} if os.path.exists(self.ref.path) else {}
         if self.ref.gguf_file:
@@ -90,6 +112,12 @@ class TransformersBackend(Backend):
             )
         except Exception as e:  # re-raised with the path
             raise BackendError(f"cannot load model {model!r} from {self.ref.path} ({self.ref.gguf_file}): {e}") from e
+        if self.adapter:
+            peft = require("peft", "train")
+            try:
+                self.model = peft.PeftModel.from_pretrained(self.model, self.adapter).merge_and_unload()
+            except Exception as e:  # re-raised with the path
+                raise BackendError(f"cannot apply the adapter {self.adapter!r} to its base model: {e}") from e
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model.to(self.device).eval()
         self.torch = torch
