@@ -365,7 +365,7 @@ stages = [{{ stage = "bm25", k = 100 }}]
 [[pipelines]]
 name = "ce"
 stages = [{{ stage = "run", run = "bm25" }}, {{ stage = "cutoff", k = 5 }},
-          {{ stage = "cross-encoder", model = "{model}", max_length = 64 }}]
+          {{ stage = "cross-encoder", model = "{model}", max_length = 64, max_batch = 1 }}]
 
 [[pipelines]]
 name = "rrf"
@@ -376,7 +376,9 @@ stages = [{{ stage = "fuse", pipelines = ["bm25", "ce"], method = "rrf" }}]
 def test_experiment_with_ray_equals_in_process(cluster, tmp_path, monkeypatch):
     """``[experiment] ray = {...}``: the retriever and the reranker run on Ray workers (each opens the
     collection and the artifact cache itself), fusion in process; the run files and figures equal the
-    in-process experiment's, and a second run is read from the run cache."""
+    in-process experiment's, and a second run is read from the run cache. The reranker scores pairs one
+    at a time (``max_batch = 1``): with token-budget batches, padding next to other batchmates (and a
+    worker's thread count) moves the last float bits (see docs/scale.md)."""
     from rankstack.experiments.config import load_experiment
     from rankstack.experiments.runner import run_experiment
     from rankstack.testing import random_head_cross_encoder
