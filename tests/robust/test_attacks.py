@@ -172,3 +172,23 @@ def test_rank_gain_goal_and_deterministic_substitution(scifact):
     # candidates, one deletion per replaceable word, the 2 candidates of the first position, the re-check
     assert (a.start_rank, a.final_rank, a.words_changed, a.victim_queries) == (71, 13, 1, 111)
     assert a.text.lower().count("abnormal") == a.original.lower().count("abnormal") + 1
+
+
+def test_attacks_that_cannot_work_are_skipped_or_refused(scifact):
+    coll, index, qs, run = scifact
+    q = qs[0]
+    ids, docs = _cands(coll, run, q)
+    att = WordSubstitution(candidates=lambda w: [w + "s"], constraints=Constraints(max_words=5, max_share=0.5))
+    v = Victim(BM25TextScorer(index))
+    top = att(v, q, docs, 0)  # BM25's rank 1 already: nothing to gain
+    assert (top.status, top.success, top.start_rank, top.words_changed, top.victim_queries) == ("skipped", False, 1,
+                                                                                               0, 1)
+    # an edit budget that rounds to 0 words for this document: skipped, the text untouched
+    none = WordSubstitution(lambda w: [w + "s"], constraints=Constraints(max_words=None, max_share=0.001))
+    r = none(Victim(BM25TextScorer(index)), q, docs, 70)
+    assert r.status == "skipped" and r.text == r.original and r.victim_queries == 1 and r.start_rank == 71
+    assert summarize([top, r])["success_rate"] is None  # nothing attacked
+    with pytest.raises(ConfigError, match="score_batch"):  # not a reranker stage
+        Victim(object())
+    with pytest.raises(ConfigError, match="QueryBudget"):
+        Victim(BM25TextScorer(index), 5)

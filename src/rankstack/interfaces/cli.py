@@ -486,6 +486,44 @@ def rerank(
     _run_and_write(FromRun(cand, name=run.stem) % k >> stage, asked, None, output, reranker, "items")
 
 
+def _attack_topic(run: Path, queries: Path, ctx, stage, lists: list, proto: str, seed: int,
+                  budget: int, goal: int, k: int, size: int, constraints) -> dict:
+    """``attack --method topic``: each attacked query seeds a cluster (itself and the ``size - 1``
+    queries of the whole run, QUERIES having them, that share the most top-``k`` candidates with it);
+    its Easy-5/Hard-5 targets (by the victim's ranking of the seed) are promoted across the cluster."""
+    import time
+
+    from rankstack.data import datasets as _datasets
+    from rankstack.data.formats import read_run
+    from rankstack.robust.attacks import sample_targets
+    from rankstack.robust.topic import TopicAttack, overlap_clusters, summarize_topic
+    from rankstack.robust.victim import QueryBudget, Victim
+
+    cand = read_run(run)
+    qby = {q.id: q for q in _datasets.load_queries(queries) if cand.get(q.id)}
+    ranked = {q: [d for d, _ in cand.ranked(q)][:k] for q in qby}
+    clusters = overlap_clusters(ranked, [q.id for q, _, _ in lists], size)
+    att = TopicAttack(constraints=constraints)
+    results, t0 = [], time.perf_counter()
+    for q, docs, order in lists:
+        members = clusters[q.id]
+        for m in members:
+            missing = [d for d in ranked[m] if d not in ctx.docs]
+            if missing:
+                raise ConfigError(f"{run}: query {m!r} ranks document {missing[0]!r}, which is not in the collection")
+        docs_of = {m: (docs if m == q.id else [ctx.docs[d] for d in ranked[m]]) for m in members}
+        try:
+            picked = sample_targets([docs[i].id for i in order], proto, 5, seed=seed)
+        except ConfigError as e:
+            raise ConfigError(f"{run}: query {q.id!r}: {e}") from None
+        for t in picked:
+            results.append(att.attack(Victim(stage, QueryBudget(budget)), [qby[m] for m in members], docs_of,
+                                      docs[order[t]], goal))
+    return {"method": "topic", "protocol": proto, **summarize_topic(results),
+            "seconds_per_attack": (time.perf_counter() - t0) / max(1, len(results)),
+            "results": [r.to_json() for r in results]}
+
+
 @app.command()
 def attack(
     run: Annotated[Path, typer.Argument(help="candidate run (TREC format): the ranked lists attacked")],
@@ -495,7 +533,8 @@ def attack(
     output: Annotated[Path, typer.Option("-o", "--output", help="JSON file to write")],
     victim: Annotated[str, typer.Option("--victim", help="bm25, dense, cross-encoder or any reranker name")] = "bm25",
     model: Annotated[Optional[str], typer.Option("--model", help="the victim's model (`rankstack models`)")] = None,
-    method: Annotated[str, typer.Option("--method", help="prada|stuffing|spam (or several, comma-separated)")] = "prada",
+    method: Annotated[str, typer.Option("--method", help="prada|stuffing|spam|topic (or several, "
+                                        "comma-separated)")] = "prada",
     targets: Annotated[Optional[str], typer.Option("--targets", help="easy5 (5 of victim ranks 51-100) or hard5 "
                                                    "(the 5 lowest); default: both")] = None,
     budget: Annotated[int, typer.Option("--budget", help="victim calls per target, the re-check included")] = 2000,
@@ -504,24 +543,37 @@ def attack(
     k: Annotated[int, typer.Option("--k", help="candidates per query")] = 100,
     goal: Annotated[int, typer.Option("--goal", help="success: the target reaches the top GOAL")] = 10,
     white_box: Annotated[bool, typer.Option("--white-box", help="prada: word importance from the victim's own "
-                                            "gradients (a bi-encoder)")] = False,
+                                            "gradients (a torch bi-encoder or cross-encoder)")] = False,
     surrogate: Annotated[Optional[str], typer.Option("--surrogate", help="prada: importance and embedding "
-                                                     "neighbours from this bi-encoder")] = None,
-    max_words: Annotated[int, typer.Option("--max-words", help="prada: words changed at most")] = 10,
-    max_share: Annotated[float, typer.Option("--max-share", help="prada: share of the words changed at most")] = 0.1,
+                                                     "neighbours from this bi-encoder or cross-encoder")] = None,
+    cluster: Annotated[int, typer.Option("--cluster", help="topic: queries per cluster (the seed and the queries "
+                                         "of the run sharing the most candidates with it)")] = 5,
+    perplexity: Annotated[Optional[str], typer.Option("--perplexity", help="median perplexity of the original and "
+                                                      "attacked texts under this LM (smollm2; not for "
+                                                      "topic)")] = None,
+    max_words: Annotated[int, typer.Option("--max-words", help="prada, topic: words changed (or added) at "
+                                           "most")] = 10,
+    max_share: Annotated[float, typer.Option("--max-share", help="prada, topic: share of the words changed at "
+                                             "most")] = 0.1,
 ) -> None:
     """Attack documents of a run's ranked lists (issue #19): Easy-5/Hard-5 targets, success rates."""
     import time
 
     from rankstack.data.records import ranked_items
     from rankstack.robust.attacks import Constraints, TopK, keyword_spam, prada, sample_targets, stuffing
-    from rankstack.robust.metrics import Spamicity, summarize
+    from rankstack.robust.metrics import Perplexity, Spamicity, summarize
     from rankstack.robust.victim import QueryBudget, Victim
 
     methods = [m.strip() for m in method.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in ("prada", "stuffing", "spam")]
+    unknown = [m for m in methods if m not in ("prada", "stuffing", "spam", "topic")]
     if not methods or unknown:
-        raise ConfigError(f"--method must be prada, stuffing or spam (comma-separated), got {method!r}")
+        raise ConfigError(f"--method must be prada, stuffing or spam (one query each) or topic (a cluster of "
+                          f"queries), comma-separated, got {method!r}")
+    if cluster < 2:
+        raise ConfigError(f"--cluster must be at least 2 (a seed and one related query), got {cluster}")
+    if "topic" in methods and budget < 2 * cluster:
+        raise ConfigError(f"--budget {budget} is too small for --method topic: a cluster of {cluster} queries is "
+                          f"read once and re-checked once, {2 * cluster} victim calls at least")
     if targets is not None and targets not in ("easy5", "hard5"):
         raise ConfigError(f"--targets must be easy5 or hard5, got {targets!r}")
     QueryBudget(budget)  # a budget below 1 is an error before any work
@@ -539,13 +591,17 @@ def attack(
 
         sur = None
         if surrogate is not None:
-            from rankstack.encoders.runtime import BiEncoder
+            from rankstack.encoders.runtime import BiEncoder, CrossEncoderModel, resolve_model
+            from rankstack.robust.whitebox import kind_of
 
-            sur = BiEncoder(surrogate)
+            path = resolve_model(surrogate)
+            cross = os.path.isdir(path) and kind_of(path) == "cross-encoder"
+            sur = CrossEncoderModel(surrogate) if cross else BiEncoder(surrogate)
         wb = True if white_box else (None if (sur is not None or Victim(stage).white_box) else False)
         att = prada(Victim(stage), surrogate=sur, white_box=wb, wordnet=WordNet(), constraints=constraints,
                     max_candidates=8)
     det = Spamicity(ctx.bm25_index())
+    ppl = Perplexity(perplexity) if perplexity else None
     qtext = {q.id: q.text for q, _ in asked}
     lists = []
     for q, docs in asked:  # the victim's own ranking of the candidates (trec_eval order)
@@ -555,6 +611,14 @@ def attack(
     rows = []
     for m in methods:
         for proto in ([targets] if targets else ["easy5", "hard5"]):
+            if m == "topic":
+                rows.append(_attack_topic(run, queries, ctx, stage, lists, proto, seed, budget, goal, k, cluster,
+                                          constraints))
+                row = rows[-1]
+                rate = "-" if row["share_reached"] is None else f"{100 * row['share_reached']:.1f}%"
+                _console().print(f"{vname} topic {proto}: {row['attacked']} targets, cluster queries reached "
+                                 f"{rate}, {row['victim_queries']} victim calls")
+                continue
             results, t0 = [], time.perf_counter()
             for q, docs, order in lists:
                 try:
@@ -569,7 +633,7 @@ def attack(
                         results.append(keyword_spam(v, q, docs, order[t], goal_k, repeat=5))
                     else:
                         results.append(att(v, q, docs, order[t], goal_k))  # type: ignore[misc]
-            row = {"method": m, "protocol": proto, **summarize(results, qtext, det),
+            row = {"method": m, "protocol": proto, **summarize(results, qtext, det, perplexity=ppl),
                    "seconds_per_attack": (time.perf_counter() - t0) / max(1, len(results)),
                    "results": [r.to_json() for r in results]}
             rows.append(row)
@@ -814,6 +878,17 @@ def _train_llm(output, model, queries, qrels, candidates, loss, max_steps, max_l
     _console().print(f"{len(windows)} windows, {meta['steps']} steps in {meta['seconds']} s "
                      f"({meta['tokens_per_s']} tokens/s); model written to {meta['output_dir']} "
                      f"(score it with --reranker first --prime \"{cfg.prime}\")")
+
+
+def _register_robustness() -> None:
+    """``rankstack robustness FILE.toml`` (``interfaces/robustness_cmd.py``); its imports wait for the call."""
+    from rankstack.interfaces.robustness_cmd import robustness_command
+
+    app.command("robustness", help="Robustness benchmark (docs/robustness.md): IID variance, OOD, query "
+                "variations, attacks; BM25 against neural rankers.")(robustness_command)
+
+
+_register_robustness()
 
 
 def _check_overlap(qrels, run, qrels_path: Path, run_path: Path) -> None:

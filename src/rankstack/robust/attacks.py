@@ -106,7 +106,7 @@ class AttackResult:
     start_rank: int
     final_rank: int
     success: bool
-    status: str  # succeeded | failed | recheck-failed | budget | skipped
+    status: str  # succeeded | failed | recheck-failed | budget | skipped (already at rank 1; no edit allowed)
     words_changed: int
     words: int
     victim_queries: int
@@ -248,6 +248,9 @@ class WordSubstitution:
         qterms = set(_query_terms(query))
         pos = [i for i, w in enumerate(words) if self.constraints.replaceable(w, qterms)]
         budget = self.constraints.budget(len(words))
+        if budget == 0:  # e.g. max_share 0.1 of a 9-word text: no word may change, nothing to attack
+            return AttackResult(query.id, ctx.ids[target], method, ctx.start_rank, ctx.start_rank, False, "skipped",
+                                0, len(words), victim.budget.used - ctx.start_queries, original, original)
         cur = list(words)
         best = float(ctx.scores[target])
         changed = 0
@@ -304,8 +307,8 @@ def sample_targets(ranked_ids: Sequence[str], protocol: str, n: int = 5, seed: i
 def prada(victim: Victim, surrogate: Any = None, *, white_box: bool | None = None, wordnet: Any = None,
           neighbours: int = 10, constraints: Constraints = Constraints(), max_candidates: int = 10) -> WordSubstitution:
     """A PRADA-style :class:`WordSubstitution` for ``victim``: importance from the gradients of
-    ``surrogate`` (a torch bi-encoder or model directory), or of the victim itself when it is
-    white-box and no surrogate is given, or black-box deletion scores when ``white_box=False``;
+    ``surrogate`` (a torch bi-encoder or cross-encoder, or its model directory), or of the victim
+    itself when it is white-box (a torch bi-encoder or cross-encoder stage) and no surrogate is given, or black-box deletion scores when ``white_box=False``;
     candidates: WordNet synonyms (``wordnet``, a :class:`~rankstack.robust.wordnet.WordNet` or
     None for none) then the surrogate's embedding neighbours, in that order, without duplicates.
     ``white_box=True`` on a victim without gradients and no surrogate is a :class:`ConfigError`."""

