@@ -53,9 +53,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 WORK = Path(os.environ.get("RSBENCH_DIR", "/tmp/rsbench"))
 
-CROSS = ("rs-torch-fp32", "rs-torch-bf16", "rs-onnx-fp32", "rs-onnx-int8", "st-fp32", "st-bf16", "st-onnx")
+CROSS = ("rs-torch-fp32", "rs-torch-bf16", "rs-onnx-fp32", "rs-onnx-int8", "st-fp32", "st-bf16", "st-onnx",
+         "st-onnx-int8")
 PRECISION = {"rs-torch-fp32": "fp32", "rs-torch-bf16": "bf16", "rs-onnx-fp32": "fp32", "rs-onnx-int8": "int8",
-             "st-fp32": "fp32", "st-bf16": "bf16", "st-onnx": "fp32"}
+             "st-fp32": "fp32", "st-bf16": "bf16", "st-onnx": "fp32", "st-onnx-int8": "int8"}
 
 
 def log(*a: Any) -> None:
@@ -230,7 +231,7 @@ def st_padded(kind: str, items: list[Any], lengths: list[int], batch: int = 32) 
 
 
 def one(kind: str, impl: str, model: str, n: int, threads: int, max_length: int | None,
-        budget_s: float = 240.0) -> dict[str, Any]:
+        budget_s: float = 240.0, max_tokens: int | None = None) -> dict[str, Any]:
     """Load, warm up on 4 inputs, time 8 more; then all inputs, timed -- unless the 8 say that would take
     over ``budget_s`` (a slow path such as bf16 without AVX512-BF16): then the 8 are the measurement."""
     import torch
@@ -244,6 +245,8 @@ def one(kind: str, impl: str, model: str, n: int, threads: int, max_length: int 
         from rankstack.encoders.runtime import BiEncoder, CrossEncoderModel
 
         kw: dict[str, Any] = {"threads": threads, "cache_dir": str(WORK / "rs-onnx-cache")}
+        if max_tokens:
+            kw["max_tokens"] = max_tokens
         if impl == "rs-torch-bf16":
             kw["dtype"] = "bfloat16"
         if impl.startswith("rs-onnx"):
@@ -255,15 +258,26 @@ def one(kind: str, impl: str, model: str, n: int, threads: int, max_length: int 
         if kind == "cross":
             m = CrossEncoderModel(model, **kw)
             call = lambda xs: m.predict(xs, warn=False)
+            m._load()
+            res["max_tokens"] = m.max_tokens
         else:
             m = BiEncoder(model, **kw)
             call = lambda xs: m.encode(xs, warn=False)
+            m._load()
+            res["max_tokens"] = m.max_tokens
     else:
         import sentence_transformers
 
         res["sentence_transformers"] = sentence_transformers.__version__
         kw = {"device": "cpu"}
-        if impl == "st-onnx":
+        if impl == "st-onnx-int8" and kind != "cross":
+            raise SystemExit("st-onnx-int8 is measured for the cross-encoder only")
+        if impl == "st-onnx-int8":
+            from serve_peer import load as peer_load
+
+            st, info = peer_load(model, "onnx-int8", threads, max_length or None, WORK / "st-onnx-cache")
+            res["peer"] = info
+        elif impl == "st-onnx":
             import onnxruntime as ort
 
             so = ort.SessionOptions()
@@ -273,7 +287,9 @@ def one(kind: str, impl: str, model: str, n: int, threads: int, max_length: int 
             from serve_peer import _onnx_dir
 
             model = str(_onnx_dir(model, WORK / "st-onnx-cache"))
-        if kind == "cross":
+        if impl == "st-onnx-int8":
+            plain = lambda xs: st.predict(xs, show_progress_bar=False)
+        elif kind == "cross":
             from sentence_transformers import CrossEncoder
 
             if max_length:
@@ -330,13 +346,15 @@ def run_one(kind: str, impl: str, model: str, args: argparse.Namespace) -> dict[
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads),
            "RAYON_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     env.pop("PYTHONPATH", None)
-    if impl == "st-onnx":
+    if impl in ("st-onnx", "st-onnx-int8"):
         if not (Path(args.peer_site) / "optimum").is_dir():
             return {"kind": kind, "impl": impl, "error": f"no optimum-onnx under --peer-site {args.peer_site}"}
         env["PYTHONPATH"] = args.peer_site
     cmd = ["taskset", "-c", str(args.cpu), sys.executable, __file__, "_one", "--kind", kind, "--impl", impl,
            "--model", model, "--n", str(args.n), "--threads", str(args.threads), "--budget", str(args.budget)]
     cmd += ["--max-length", str(args.max_length if kind == "cross" else 0)]  # bi: the model's own (256)
+    if args.max_tokens:
+        cmd += ["--max-tokens", str(args.max_tokens)]
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     lines = [x for x in p.stdout.splitlines() if x.startswith("{")]
     if p.returncode != 0 or not lines:
@@ -360,13 +378,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--budget", type=float, default=240.0,
                     help="seconds a configuration's timed run may take; slower ones score only the first inputs")
     ap.add_argument("--roofline-json", default=None, help="take the GEMM roofline from this earlier report")
+    ap.add_argument("--max-tokens", type=int, default=None,
+                    help="rankstack's token budget a batch (default: the runtime's default for the backend)")
     ap.add_argument("--kind", default="cross")
     ap.add_argument("--impl", default="rs-onnx-int8")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
 
     if args.cmd == "_one":
-        print(json.dumps(one(args.kind, args.impl, args.model, args.n, args.threads, args.max_length, args.budget)))
+        print(json.dumps(one(args.kind, args.impl, args.model, args.n, args.threads, args.max_length, args.budget,
+                             args.max_tokens)))
         return
 
     from serve_load import default_model
@@ -453,7 +474,8 @@ def markdown(report: dict[str, Any]) -> str:
                 continue
             frac = r.get("roofline_fraction")
             prec = PRECISION[r["impl"]]
-            lines.append(f"| {r['impl']} | {r['per_s']:.1f} | {r['x_st_fp32']} | {r['x_st_best']} | {r['gflops_per_s']} | "
+            name = r["impl"] + (f" (batches of {r['max_tokens']} tokens)" if r.get("max_tokens") else "")
+            lines.append(f"| {name} | {r['per_s']:.1f} | {r['x_st_fp32']} | {r['x_st_best']} | {r['gflops_per_s']} | "
                          f"{'' if frac is None else f'{frac:.0%} of {prec}'} | "
                          f"{r['padded_tokens']} / {r['real_tokens']} | {r['max_length']} |"
                          + (f" (only {r['n']} inputs timed: all {r['n_requested']} would take ~{r['estimated_full_s']:.0f} s)"

@@ -206,3 +206,29 @@ def test_cross_encoder_two_labels(tmp_path, texts):
     got = CrossEncoderModel(str(d)).predict(pairs)
     assert got.shape == (8, 2)
     np.testing.assert_allclose(got, ref, atol=1e-4)
+
+
+def test_default_budget_depends_on_backend_device_and_dtype():
+    from rankstack.encoders.runtime import default_max_tokens
+
+    assert default_max_tokens("onnx") == 512
+    assert default_max_tokens("torch") == 1024
+    assert default_max_tokens("torch", "cpu", "bfloat16") == 4096
+    assert default_max_tokens("torch", "cuda:0", "bfloat16") == 16384
+    m = BiEncoder()  # no budget given: torch fp32 on this CPU
+    m.encode(["a short text"], warn=False)
+    assert (m.device, m.dtype, m.max_tokens) == ("cpu", "float32", 1024)
+    assert BiEncoder(max_tokens=300).max_tokens == 300  # an explicit budget wins
+    assert BiEncoder(backend="onnx").max_tokens == 512
+
+
+def test_dtype_auto_picks_bf16_only_where_the_cpu_has_it():
+    from rankstack.encoders.runtime import cpu_has_bf16
+    from rankstack.errors import ConfigError
+
+    m = BiEncoder(dtype="auto")
+    m.encode(["a short text"], warn=False)
+    assert m.dtype == ("bfloat16" if cpu_has_bf16() else "float32")
+    assert m.max_tokens == (4096 if cpu_has_bf16() else 1024)
+    with pytest.raises(ConfigError, match="dtype must be"):
+        BiEncoder(dtype="bf16")

@@ -12,9 +12,15 @@ Two models share one runtime:
 
 Inputs are tokenised once, sorted by length and packed into batches whose padded size
 (``batch size x longest sequence``) stays within ``max_tokens``; results come back in input order.
+The default budget depends on the backend, measured (docs/bench/serve.md, "Session 14"): on a CPU,
+small batches are faster (ONNX Runtime int8 at 192 tokens: 42.5 pairs/s at 512 tokens a batch against
+31.5 at 16,384), so ONNX gets 512, torch fp32 on a CPU 1,024, torch bf16 on a CPU 4,096 and a GPU
+16,384 (:func:`default_max_tokens`).
 Texts longer than the model limit are truncated, with one warning per call counting them.
 
-Backends: ``"torch"`` (``inference_mode``, as many threads as cores; bf16 automatically on CUDA) and
+Backends: ``"torch"`` (``inference_mode``, as many threads as cores; bf16 automatically on CUDA;
+``dtype="auto"`` also picks bf16 on a CPU with AVX512-BF16 or AMX, fp32 otherwise: not the CPU default,
+so that a run file does not change with the machine) and
 ``"onnx"`` (ONNX Runtime; the model is exported on first use into a cache directory, ``quantize="int8"``
 applies ``onnxruntime.quantization.quantize_dynamic``).
 """
@@ -36,8 +42,10 @@ from rankstack.errors import ConfigError
 from rankstack.optional import require
 from rankstack.progress import Bar
 
-#: default padded tokens per batch (batch size x padded length)
+#: default padded tokens per batch (batch size x padded length) on a GPU; see default_max_tokens
 DEFAULT_MAX_TOKENS = 16384
+#: measured CPU budgets (docs/bench/serve.md, "Session 14"): small batches keep the activations in cache
+CPU_MAX_TOKENS = {"onnx": 512, "torch-float32": 1024, "torch-bfloat16": 4096}
 #: hard cap on the number of sequences in one batch (short texts)
 DEFAULT_MAX_BATCH = 512
 
@@ -149,6 +157,24 @@ def load_encoder_config(model_dir: str, max_length: int | None = None) -> Encode
     return EncoderConfig(pooling=pooling, normalize=normalize, max_length=min(L, limit), do_lower_case=lower)
 
 
+def default_max_tokens(backend: str, device: str = "cpu", dtype: str = "float32") -> int:
+    """The default token budget of a batch for this backend, device and dtype (see ``CPU_MAX_TOKENS``)."""
+    if not str(device).startswith("cpu"):
+        return DEFAULT_MAX_TOKENS
+    if backend == "onnx":
+        return CPU_MAX_TOKENS["onnx"]
+    return CPU_MAX_TOKENS.get(f"torch-{dtype}", CPU_MAX_TOKENS["torch-float32"])
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU runs bf16 matmuls natively (AVX512-BF16 or AMX; Linux ``/proc/cpuinfo``)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def default_threads() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -219,7 +245,7 @@ class _Runtime:
         quantize: str | None = None,
         device: str | None = None,
         max_length: int | None = None,
-        max_tokens: int = DEFAULT_MAX_TOKENS,
+        max_tokens: int | None = None,
         max_batch: int = DEFAULT_MAX_BATCH,
         threads: int | None = None,
         cache_dir: str | os.PathLike | None = None,
@@ -231,12 +257,17 @@ class _Runtime:
             raise ConfigError(f"quantize must be None or 'int8', got {quantize!r}")
         if quantize and backend != "onnx":
             raise ConfigError("quantize='int8' needs backend='onnx'")
-        if max_tokens < 1 or max_batch < 1:
+        if (max_tokens is not None and max_tokens < 1) or max_batch < 1:
             raise ConfigError("max_tokens and max_batch must be >= 1")
+        if dtype not in (None, "auto", "float32", "bfloat16", "float16"):
+            raise ConfigError(f"dtype must be 'auto', 'float32', 'bfloat16' or 'float16', got {dtype!r}")
         self.model_path = resolve_model(model)
         self.backend = backend
         self.quantize = quantize
-        self.max_tokens = int(max_tokens)
+        self._max_tokens_arg = max_tokens
+        # final once the device and dtype are known (_load); until then the CPU default of the backend
+        self.max_tokens = int(max_tokens) if max_tokens is not None else default_max_tokens(
+            backend, str(device or "cpu"), "bfloat16" if dtype == "bfloat16" else "float32")
         self.max_batch = int(max_batch)
         self.threads = int(threads or default_threads())
         self.cache_dir = cache_dir
@@ -277,11 +308,17 @@ class _Runtime:
             self._runner = onnx_runner(
                 self, self._build_torch_module, self.quantize, self.cache_dir, self.threads
             )
+        if self._max_tokens_arg is None:
+            self.max_tokens = default_max_tokens(self.backend, self.device,
+                                                 "bfloat16" if self.dtype == "bfloat16" else "float32")
 
     def _torch_runner(self) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
         torch = require("torch", "dense")
         device = self._requested_device or ("cuda" if torch.cuda.is_available() else "cpu")
-        dtype_name = self._requested_dtype or ("bfloat16" if str(device).startswith("cuda") else "float32")
+        dtype_name = self._requested_dtype
+        if dtype_name in (None, "auto"):
+            gpu = str(device).startswith("cuda")
+            dtype_name = "bfloat16" if gpu or (dtype_name == "auto" and cpu_has_bf16()) else "float32"
         dtype = getattr(torch, dtype_name)
         if str(device) == "cpu":
             torch.set_num_threads(self.threads)
