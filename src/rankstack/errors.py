@@ -83,3 +83,18 @@ class BackendError(RankstackError, RuntimeError):
 
 class IndexMismatchError(RankstackError, ValueError):
     """An index on disk was built with other settings (or from other texts) than the ones asked for."""
+
+
+def strict_table(table: object, known: "list[str] | tuple[str, ...]", where: str) -> dict:
+    """``table`` if it is a dict with only ``known`` keys; else a :class:`ConfigError` naming ``where``,
+    the first unknown key, the closest known one and the known keys (the strict config readers)."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: must be a table, got {type(table).__name__}")
+    unknown = [k for k in table if k not in known]
+    if unknown:
+        import difflib
+
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}{hint}; known keys: {', '.join(known)}")
+    return table

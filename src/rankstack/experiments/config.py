@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rankstack.errors import ConfigError
+from rankstack.errors import ConfigError, strict_table
 from rankstack.stages.build import check_spec
 
 
@@ -117,17 +117,7 @@ CORRECTIONS = ("holm", "bonferroni", "none")
 
 
 def _strict(table: Any, kind: str, where: str) -> dict:
-    if not isinstance(table, dict):
-        raise ConfigError(f"{where}: must be a table, got {type(table).__name__}")
-    known = KEYS[kind]
-    unknown = [k for k in table if k not in known]
-    if unknown:
-        import difflib
-
-        close = difflib.get_close_matches(unknown[0], known, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r}{hint}; known keys: {', '.join(known)}")
-    return table
+    return strict_table(table, KEYS[kind], where)
 
 
 def read_toml(path: str | Path, what: str = "experiment") -> dict[str, Any]:

@@ -29,7 +29,6 @@ rankstack's evaluator (trec_eval semantics); nothing here re-implements a measur
 
 from __future__ import annotations
 
-import difflib
 import json
 import time
 from dataclasses import dataclass, field
@@ -39,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from rankstack.data.records import Query, Run, ranked_items
-from rankstack.errors import ConfigError
+from rankstack.errors import ConfigError, strict_table
 
 __all__ = ["TASKS", "RankerSpec", "CollectionSpec", "AttackSpec", "BenchmarkSpec", "load_benchmark",
            "run_benchmark", "distribution", "table", "markdown"]
@@ -109,15 +108,7 @@ class BenchmarkSpec:
 
 # -- the file ---------------------------------------------------------------------------------------
 def _strict(table: Any, kind: str, where: str) -> dict[str, Any]:
-    if not isinstance(table, dict):
-        raise ConfigError(f"{where}: must be a table, got {type(table).__name__}")
-    known = KEYS[kind]
-    unknown = [k for k in table if k not in known]
-    if unknown:
-        close = difflib.get_close_matches(unknown[0], known, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r}{hint}; known keys: {', '.join(known)}")
-    return table
+    return strict_table(table, KEYS[kind], where)
 
 
 def _get(table: dict[str, Any], key: str, where: str, typ: type | tuple[type, ...], default: Any = ...,
