@@ -2,6 +2,7 @@
 
     OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 nice -n 5 .venv/bin/python benchmarks/bm25_scale.py \\
         [--sizes 100000,1000000] [--queries 1000] [--k 1000] [--json out.json]
+    ... --sizes 1000000 --ab-index DIR [--ab-rev REV]   # query kernel A/B against git revision REV
 
 Collection: ``N`` documents of synthetic words drawn from a Zipf-Mandelbrot vocabulary
 (``p(r) ~ 1 / (r + 2.7) ** 1.07`` over ``V = N`` word ranks, close to English text); document
@@ -15,7 +16,8 @@ Queries: 2-6 words (uniform) drawn from the same distribution without its 50 mos
 Each system runs in its own subprocess (so its peak RSS, ``ru_maxrss``, is its own), on one thread:
 it reads the texts, indexes them (timed, tokenization included), then answers the queries one a
 call (latency p50/p99) and all in one call, at top-``k`` and top-10, best of ``--repeats`` (3)
-passes. Query time includes query
+passes (the first query -- numba compile or cache load, and rankstack's per-posting clause-score
+cache -- is timed separately: ``warmup_s``). Query time includes query
 tokenization for both. rankstack: ``BM25Index.build`` then ``index.search_many`` (document indices
 and float32 scores, as bm25s's ``retrieve`` returns), ``norms="exact"`` (what bm25s's
 ``method="lucene"`` computes; the kernel is the same code for Lucene's quantised norms), default
@@ -149,7 +151,10 @@ def worker(system: str, corpus: Path, queries: Path, k: int, max_queries: int, r
             return list(res)
 
     out["rss_indexed_mb"], out["peak_indexed_mb"] = rss_mb(), peak_mb()
-    search(qtexts[:2], k)  # warm up (numba: compile / load the cache)
+    t0, c0 = time.perf_counter(), time.process_time()
+    search(qtexts[:2], k)  # warm up (numba: compile / load the cache; rankstack: also its clause-score cache)
+    out["warmup_s"], out["warmup_cpu_s"] = time.perf_counter() - t0, time.process_time() - c0
+    out["rss_warm_mb"] = rss_mb()
 
     def measure(tag: str, kk: int, fn) -> list:
         """Best of ``repeats`` (wall and CPU separately; per-query latency: its best)."""
@@ -183,6 +188,70 @@ def worker(system: str, corpus: Path, queries: Path, k: int, max_queries: int, r
     return out
 
 
+# -- A/B of query kernels on one saved index (issue #22 item 1) -----------------------------------
+
+
+def ab(corpus: Path, queries: Path, index_dir: Path, rev: str, repeats: int) -> dict:
+    """Query CPU time on one index (built into ``index_dir`` if missing, exact norms), in one process,
+    passes interleaved: the kernel of git revision ``rev`` (its ``bm25.py`` and ``_bm25_kernel.py``
+    loaded side by side) vs the working tree's, with its clause cache off and on."""
+    import importlib.util
+
+    from rankstack.data.records import Document
+    from rankstack.index import bm25 as new
+    from rankstack.index.analysis import EnglishAnalyzer
+
+    if not (index_dir / "meta.json").exists():
+        texts = corpus.read_text().split("\n")[:-1]
+        new.BM25Index.build((Document(str(i), t) for i, t in enumerate(texts)), index_dir, progress=False,
+                            analyzer=EnglishAnalyzer(stemmer=None, stopwords=None))
+        del texts
+    root = Path(__file__).resolve().parents[1]
+    tmp = Path(tempfile.mkdtemp(prefix="bm25_ab_"))
+    mods = {}
+    for name, path in (("bm25_kernel_old", "src/rankstack/index/_bm25_kernel.py"), ("bm25_old", "src/rankstack/index/bm25.py")):
+        src = subprocess.run(["git", "-C", str(root), "show", f"{rev}:{path}"], capture_output=True, text=True, check=True)
+        (tmp / f"{name}.py").write_text(src.stdout)
+        spec = importlib.util.spec_from_file_location(name, tmp / f"{name}.py")
+        mods[name] = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mods[name]
+        spec.loader.exec_module(mods[name])
+    old = mods["bm25_old"]
+    old._kernel_module = mods["bm25_kernel_old"]
+    qtexts = queries.read_text().split("\n")[:-1]
+    ia, ib = old.BM25Index.load(index_dir), new.BM25Index.load(index_dir)
+    ia.search_many(qtexts[:2], 1000, norms="exact")
+    ib.search_many(qtexts[:2], 1000, norms="exact")
+    ib._clauses = None
+    c0 = time.process_time()
+    ib.search_many(qtexts[:1], 1000, norms="exact")
+    out: dict = {"rev": rev, "postings": int(len(ib.post_docs)), "clause_cache_first_query_cpu_s": time.process_time() - c0}
+    confs = [(f"kernel of {rev}", ia, None), ("clause_cache=False", ib, False), ("clause_cache=True", ib, True)]
+    for _ in range(repeats):
+        for name, idx, cc in confs:
+            if cc is not None:
+                idx.clause_cache = cc
+            idx.search_many(qtexts[:2], 1000, norms="exact")
+            c0 = time.process_time()
+            for q in qtexts:
+                idx.search_many([q], 1000, norms="exact")
+            c1 = time.process_time()
+            idx.search_many(qtexts, 1000, norms="exact")
+            c2 = time.process_time()
+            idx.search_many(qtexts, 10, norms="exact")
+            c3 = time.process_time()
+            r = out.setdefault(name, {})
+            for m, v in (("single_qps_cpu", c1 - c0), ("batched_qps_cpu", c2 - c1), ("batched_qps_cpu_top10", c3 - c2)):
+                r[m] = max(r.get(m, 0.0), len(qtexts) / v)
+    for name, _, _ in confs:
+        r = out[name]
+        print(f"{name:28s} top-1000: one a call {r['single_qps_cpu']:7.1f}, batched {r['batched_qps_cpu']:7.1f}; "
+              f"top-10 batched {r['batched_qps_cpu_top10']:7.1f} q/s (CPU, best of {repeats})", flush=True)
+    print(f"clause-score cache, {out['postings']:,} postings: {out['clause_cache_first_query_cpu_s']:.2f} s CPU "
+          f"on the first query", flush=True)
+    return out
+
+
 # -- the driver ------------------------------------------------------------------------------------
 
 
@@ -213,6 +282,10 @@ def main() -> None:
     ap.add_argument("--numpy-queries", type=int, default=200,
                     help="bm25s-numpy answers only the first this many queries (it is slow at 1M documents)")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--ab-index", default=None,
+                    help="instead of the comparison with bm25s: A/B the query kernel against --ab-rev on the rankstack "
+                         "index in this directory (built there from the first --sizes collection if missing)")
+    ap.add_argument("--ab-rev", default="HEAD", help="git revision whose kernel --ab-index compares against")
     ap.add_argument("--max-queries", type=int, default=10**9, help=argparse.SUPPRESS)
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--corpus", default=None, help=argparse.SUPPRESS)
@@ -226,6 +299,15 @@ def main() -> None:
     systems = [s for s in args.systems.split(",") if s]
     print(f"python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} cpus, "
           f"NUMBA_NUM_THREADS={os.environ['NUMBA_NUM_THREADS']}; {args.queries} queries, k={args.k}", flush=True)
+    if args.ab_index:
+        n = int(args.sizes.split(",")[0])
+        d = work / f"n{n}_s{args.seed}"
+        d.mkdir(parents=True, exist_ok=True)
+        corpus, queries = generate(n, args.queries, args.seed, d)
+        res = ab(corpus, queries, Path(args.ab_index), args.ab_rev, args.repeats)
+        if args.json:
+            Path(args.json).write_text(json.dumps({"docs": n, "queries": args.queries, "seed": args.seed, **res}, indent=1))
+        return
     report = []
     for n in (int(x) for x in args.sizes.split(",")):
         d = work / f"n{n}_s{args.seed}"
@@ -245,7 +327,8 @@ def main() -> None:
                   f"top-10: 1-by-1 {r['single_qps_top10']:7.1f} (CPU {r['single_qps_cpu_top10']:7.1f}), "
                   f"batched {r['batched_qps_top10']:7.1f} (CPU {r['batched_qps_cpu_top10']:7.1f}) q/s  "
                   f"peak RSS {r['peak_mb']:6.0f} MiB (texts {r['rss_texts_mb']:.0f}, after indexing "
-                  f"{r['rss_indexed_mb']:.0f})", flush=True)
+                  f"{r['rss_indexed_mb']:.0f}, after the first query {r['rss_warm_mb']:.0f}; first query "
+                  f"{r['warmup_s']:.2f} s, CPU {r['warmup_cpu_s']:.2f})", flush=True)
             if "single_qps_lucene_norms" in r:
                 print(f"{'':12s} Lucene norms (rankstack's default): 1-by-1 {r['single_qps_lucene_norms']:7.1f} q/s "
                       f"(CPU {r['single_qps_cpu_lucene_norms']:7.1f}), batched {r['batched_qps_lucene_norms']:7.1f} "

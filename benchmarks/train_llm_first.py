@@ -2,13 +2,19 @@
 before and after on SciFact test queries (BM25 top-``depth``), paired by query.
 
 Teacher: the train qrels (judged passages first, then BM25 order); windows of ``--window`` passages
-cut from BM25 top-``depth`` as a sliding window (stride ``window/2``) sees them, shuffled (seeded).
+cut from BM25 top-``depth`` as a sliding window (stride ``window/2``) sees them, shown shuffled (seeded;
+``--order shuffled``, the default) or in BM25 order (``--order bm25``, the order the sliding window shows
+them at test time). ``--objective``: first | generation | combined | fullrank (rankstack.train.llm).
 Scoring: :class:`rankstack.llm.scorers.FirstScorer` with ``prime="["`` (the position the model was
 trained on), sliding window of the same size and stride, one pass; the untrained model is scored the
 same way. CPU, one thread:
 
     OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 nice -n 10 python benchmarks/train_llm_first.py \\
         --steps 40 --window 10 --max-words 30 --test-queries 30
+
+``--baseline BENCH.json`` reuses the untrained model's per-query scores of an earlier run with the same
+test settings (the untrained scoring is deterministic), saving its ~5 minutes; ``--json`` also writes
+the result (without the adapter) to that path. Progress (one line per step) goes to stderr.
 """
 
 from __future__ import annotations
@@ -27,6 +33,24 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+def first_choices(backend, queries, corpus, run, qrels, qids, window, max_words) -> dict:
+    """Which label the model puts first (``prime="["``) on each test query's top-``window`` BM25 window
+    shown in BM25 order, and whether that passage is relevant: a model that learned a position picks
+    the same label whatever the passages."""
+    from collections import Counter
+
+    from rankstack.train.llm import first_logprobs
+    from rankstack.train.llm_data import build_windows
+
+    ws = build_windows(queries, corpus, run, qrels, window=window, stride=window, depth=window, shuffle=False,
+                       max_words=max_words, min_levels=1, qids=qids)
+    lps = first_logprobs(backend.model, backend, ws)
+    picks = [max(range(len(lp)), key=lp.__getitem__) for lp in lps]
+    rel = sum(qrels.get(w.qid, {}).get(w.doc_ids[i], 0) > 0 for w, i in zip(ws, picks))
+    firsts = Counter(w.labels[i] for w, i in zip(ws, picks))
+    return {"windows": len(ws), "first_label": dict(firsts.most_common()), "first_relevant": int(rel)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default="data/scifact")
@@ -41,6 +65,17 @@ def main() -> None:
     ap.add_argument("--train-queries", type=int, default=200)
     ap.add_argument("--test-queries", type=int, default=30)
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--order", choices=("shuffled", "bm25"), default="shuffled",
+                    help="presentation order of the passages in a training window")
+    ap.add_argument("--warmup", type=int, default=0)
+    ap.add_argument("--teacher", choices=("qrels", "ce"), default="qrels",
+                    help="gold order: the train qrels (judged first, then BM25 order) or the shipped "
+                         "SciFact cross-encoder rankstack/ce-minilm-scifact's scores of the BM25 top-depth "
+                         "(a full order; slow on one CPU thread, unmeasured)")
+    ap.add_argument("--baseline", default=None,
+                    help="bench.json of an earlier run: reuse its untrained scores")
+    ap.add_argument("--diag-queries", type=int, default=12, help="test queries of the first-label diagnostic")
+    ap.add_argument("--json", default=None, help="also write the result JSON (no per-step parts) here")
     a = ap.parse_args()
 
     import numpy as np
@@ -68,12 +103,22 @@ def main() -> None:
     bm25 = BM25Retriever(BM25Index.build(corpus.values(), progress=False), k=a.depth)(
         [Query(q, queries[q]) for q in [*train_q, *test_q]])
     log(f"bm25 top-{a.depth} for {len(train_q)} train + {len(test_q)} test queries in {time.time() - t:.1f}s")
-    windows = build_windows(queries, corpus, bm25, qrels_train, window=a.window, depth=a.depth, seed=a.seed,
-                            max_words=a.max_words, qids=train_q)
+    teacher = qrels_train
+    if a.teacher == "ce":
+        from rankstack.stages.crossencoder import CrossEncoderReranker
+
+        t = time.time()
+        train_run = type(bm25)({q: bm25[q] for q in train_q}, name="bm25")
+        teacher = CrossEncoderReranker(corpus, model="rankstack/ce-minilm-scifact", max_length=192)(
+            [Query(q, queries[q]) for q in train_q], train_run)
+        log(f"cross-encoder teacher on {len(train_q)} train queries x {a.depth} in {time.time() - t:.0f}s")
+    windows = build_windows(queries, corpus, bm25, teacher, window=a.window, depth=a.depth, seed=a.seed,
+                            max_words=a.max_words, qids=train_q, shuffle=a.order == "shuffled")
     import random
 
     random.Random(a.seed).shuffle(windows)
-    log(f"{len(windows)} training windows (with a judged passage) from {len(train_q)} train queries")
+    log(f"{len(windows)} training windows (with a judged passage) from {len(train_q)} train queries "
+        f"(teacher {a.teacher}, {a.order} order)")
     base = TransformersBackend("smollm2", threads=1, device="cpu")
     test_queries = [Query(q, queries[q]) for q in test_q]
     test_run = type(bm25)({q: bm25[q] for q in test_q}, name="bm25")
@@ -88,18 +133,41 @@ def main() -> None:
 
     bm = evaluate(qrels_test, test_run, ["nDCG@10"], per_query=True).per_query["nDCG@10"]
     bm = {q: bm.get(q, 0.0) for q in test_q}
-    before, s_before = score(base)
+    if a.baseline:
+        with open(a.baseline) as fh:
+            prev = json.load(fh)
+        same = ("window", "depth", "max_words", "test_queries", "data")
+        diff = [k for k in same if prev["args"].get(k) != vars(a)[k]]
+        if diff:
+            raise SystemExit(f"--baseline {a.baseline}: different test settings {diff}")
+        before, s_before = prev["per_query"]["untrained"], prev["s_per_query_untrained"]
+    else:
+        before, s_before = score(base)
     log(f"untrained FIRST: {np.mean(list(before.values())):.4f} ({s_before:.1f}s/query); BM25 "
         f"{np.mean(list(bm.values())):.4f}")
-    out = f"{a.out}/{a.objective}-w{a.window}-s{a.steps}"
+    out = f"{a.out}/{a.objective}-{a.order}-{a.teacher}-w{a.window}-s{a.steps}"
     cfg = LLMTrainConfig(output_dir=out, objective=a.objective, max_steps=a.steps, learning_rate=a.lr,
-                         lora_r=a.lora_r, seed=a.seed, max_length=4096)
-    meta = train_llm(cfg, windows, backend=base)
+                         lora_r=a.lora_r, seed=a.seed, max_length=4096, warmup_steps=a.warmup)
+    from transformers import TrainerCallback
+
+    class Progress(TrainerCallback):
+        def __init__(self):
+            self.t0 = time.time()
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs and "loss" in logs:
+                log(f"step {state.global_step}/{state.max_steps} loss {logs['loss']:.4f} "
+                    f"lr {logs.get('learning_rate', 0):.2e} ({time.time() - self.t0:.0f}s)")
+
+    meta = train_llm(cfg, windows, backend=base, callbacks=[Progress()])
     parts = meta.pop("parts")
     meta.pop("model")
     log(f"trained {meta['steps']} steps in {meta['seconds']}s ({meta['tokens_per_s']} tokens/s)")
     trained = TransformersBackend(out, threads=1, device="cpu")
     after, s_after = score(trained)
+    diag = {name: first_choices(be, queries, corpus, test_run, qrels_test, test_q[: a.diag_queries], a.window,
+                                a.max_words) for name, be in (("untrained", base), ("trained", trained))}
+    log(f"first label on the top-{a.window} BM25-order window: {diag}")
 
     def m(d):
         return float(np.mean([d[q] for q in test_q]))
@@ -108,15 +176,22 @@ def main() -> None:
         xs, ys = [x[q] for q in test_q], [y[q] for q in test_q]
         return float(ttest_rel(xs, ys).pvalue) if xs != ys else 1.0
 
+    def curve(k):
+        return {"first10": float(np.mean([r[k] for r in parts[:10]])),
+                "last10": float(np.mean([r[k] for r in parts[-10:]]))}
+
     k = "rank" if a.objective == "first" else "lm"
-    first_loss = float(np.mean([r[k] for r in parts[:10]]))
-    last_loss = float(np.mean([r[k] for r in parts[-10:]]))
+    first_loss, last_loss = curve(k)["first10"], curve(k)["last10"]
     res = {"args": vars(a), "train_windows": len(windows), "test_queries": len(test_q),
            "bm25": m(bm), "untrained": m(before), "trained": m(after),
            "p_trained_vs_untrained": p(after, before), "p_trained_vs_bm25": p(after, bm),
            "s_per_query_untrained": round(s_before, 2), "s_per_query_trained": round(s_after, 2),
-           "loss_first10": first_loss, "loss_last10": last_loss, **meta}
+           "loss_first10": first_loss, "loss_last10": last_loss,
+           "loss_parts": {k: curve(k) for k in parts[0]}, "first_choice": diag, **meta}
     print(json.dumps(res, indent=1))
+    if a.json:
+        with open(a.json, "w") as fh:
+            json.dump({**res, "per_query": {"bm25": bm, "untrained": before, "trained": after}}, fh, indent=1)
     with open(f"{out}/bench.json", "w") as fh:
         json.dump({**res, "per_query": {"bm25": bm, "untrained": before, "trained": after}}, fh, indent=1)
 

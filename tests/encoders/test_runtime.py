@@ -232,3 +232,34 @@ def test_dtype_auto_picks_bf16_only_where_the_cpu_has_it():
     assert m.max_tokens == (4096 if cpu_has_bf16() else 1024)
     with pytest.raises(ConfigError, match="dtype must be"):
         BiEncoder(dtype="bf16")
+
+
+def test_config_carries_the_resolved_dtype_and_budget_before_loading(tmp_path):
+    """dtype and batch budget change scores (bf16; per-batch int8 activations), so they key caches.
+
+    Before session 15 neither was in ``config()``: a stage cache written with bf16 or with the old
+    16,384-token budget came back for an fp32 / 512-token run, with exit 0.
+    """
+    from rankstack.stages.base import Cached
+    from rankstack.stages.crossencoder import CrossEncoderReranker
+
+    m = BiEncoder(device="cpu")
+    cfg = m.config()
+    assert m._runner is None  # resolved without loading the model
+    assert (cfg["dtype"], cfg["max_tokens"]) == ("float32", 1024)
+    assert BiEncoder(device="cpu", dtype="bfloat16").config()["dtype"] == "bfloat16"
+    assert BiEncoder(device="cpu", dtype="bfloat16").config()["max_tokens"] == 4096
+    assert BiEncoder(backend="onnx", quantize="int8").config()["max_tokens"] == 512
+    assert BiEncoder(backend="onnx", quantize="int8").config()["dtype"] == "int8"
+    assert BiEncoder(max_tokens=300).config()["max_tokens"] == 300
+    # what config() says is what runs
+    m.encode(["a short text"], warn=False)
+    assert (m.dtype, m.max_tokens) == (cfg["dtype"], cfg["max_tokens"])
+    assert m.config() == cfg
+
+    def key(**kw):
+        stage = CrossEncoderReranker({}, model="rankstack/ce-minilm-scifact", device="cpu", **kw)
+        return Cached(stage, tmp_path).key([], None)
+
+    assert len({key(), key(dtype="bfloat16"), key(max_tokens=4096), key(backend="onnx")}) == 4
+    assert key() == key(max_tokens=1024)  # the default budget spelled out: the same run, the same key

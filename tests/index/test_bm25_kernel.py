@@ -163,3 +163,97 @@ def test_numba_missing(monkeypatch):
     assert [d for d, _ in idx.search("apple", k=3)] == ["x", "e", "d"]
     with pytest.raises(MissingDependencyError, match="kernel='numba'"):
         idx.search("apple", kernel="numba")
+
+
+# -- cache blocking: block boundaries ----------------------------------------------------------------
+
+
+def _blocked(monkeypatch, block: int) -> None:
+    monkeypatch.setattr(bm25_module, "_KERNEL_BLOCK", block)
+
+
+@pytest.mark.parametrize("block", [1, 2, 3, 64, 1000, 4096])
+def test_scifact_blocks_bitwise(sf, monkeypatch, block):
+    """Any block size gives the numpy path's results, bit for bit (SciFact: 5,183 documents)."""
+    _, queries, _, index = sf
+    texts = [q.text for q in queries]
+    ref = index.search_many(texts, 1000, kernel="numpy")
+    ref10 = index.search_many(texts, 10, norms="exact", kernel="numpy")
+    _blocked(monkeypatch, block)
+    got = index.search_many(texts, 1000, kernel="numba")
+    assert len(index._workspace.acc) == block  # the accumulator is one block, not one per document
+    assert_same(got, ref)
+    assert_same(index.search_many(texts, 10, norms="exact", kernel="numba"), ref10)
+    for t in texts[:20]:
+        assert index.search(t, 100, kernel="numba") == index.search(t, 100, kernel="numpy")
+
+
+# 12 documents: with blocks of 4, the matches sit on the first and last id of blocks, documents 4-7 have
+# no posting of any query term (a block with nothing to score is skipped), and the matches of one
+# query span several blocks, with ties across blocks
+EDGES = [
+    Document("d00", "apple banana"),  # block 0, first id
+    Document("d01", "filler words"),
+    Document("d02", "banana"),
+    Document("d03", "apple banana"),  # block 0, last id (ties d00)
+    Document("d04", "filler"),
+    Document("d05", "words"),
+    Document("d06", "filler"),
+    Document("d07", "words"),  # block 1: no query term
+    Document("d08", "apple banana"),  # block 2, first id (ties d00, d03)
+    Document("d09", "apple apple cherry"),
+    Document("d10", "words"),
+    Document("d11", "cherry banana apple"),  # last document, last id of block 2
+]
+
+
+@pytest.mark.parametrize("block", [1, 2, 3, 4, 5, 8, 11, 12, 100])
+def test_block_boundaries(monkeypatch, block):
+    idx = BM25Index.build(EDGES, None, progress=False)
+    queries = ["apple", "banana", "apple banana", "cherry", "banana cherry apple", "filler", "zebra", "words apple"]
+    refs = {k: idx.search_many(queries, k, kernel="numpy") for k in (1, 2, 3, 5, 12, 50)}
+    assert [d for d, _ in idx.search("apple banana", k=50, kernel="numpy")][:4] == ["d08", "d03", "d00", "d11"]
+    _blocked(monkeypatch, block)
+    for k, ref in refs.items():  # k beyond the matches (50), and cuts inside a tie that spans blocks
+        assert_same(idx.search_many(queries, k, kernel="numba"), ref)
+        assert_same(idx.search_many(queries, k, kernel="numba", batch_size=1), ref)
+    for q in queries:
+        for k in (1, 3, 50):
+            assert idx.search(q, k, kernel="numba") == idx.search(q, k, kernel="numpy")
+    # first and last document of the collection are found, and the accumulator is clean afterwards
+    assert {d for d, _ in idx.search("apple", k=50, kernel="numba")} == {"d00", "d03", "d08", "d09", "d11"}
+    assert not idx._workspace.acc.any()
+
+
+@pytest.mark.parametrize("norms", ["lucene", "exact"])
+def test_guessed_threshold_too_high_falls_back(monkeypatch, norms):
+    """The kernel guesses a score threshold from the first block (documents in random order of score);
+    here the best documents all come first (scores fall with the document id), so the guess keeps fewer
+    than k documents and the query is scored again without it: same results as the numpy path."""
+    docs = [Document(f"d{i:03d}", "apple " + "filler " * i) for i in range(400)]
+    idx = BM25Index.build(docs, None, progress=False)
+    scores = [s for _, s in idx.search("apple", k=400, norms=norms, kernel="numpy")]
+    assert len(scores) == 400 and scores == sorted(scores, reverse=True)
+    _blocked(monkeypatch, 50)
+    for k in (1, 10, 60, 100, 150, 399, 400):
+        ref = idx.search_many(["apple", "apple filler", "filler"], k, norms=norms, kernel="numpy")
+        assert_same(idx.search_many(["apple", "apple filler", "filler"], k, norms=norms, kernel="numba"), ref)
+        assert idx.search("apple", k, norms=norms, kernel="numba") == idx.search("apple", k, norms=norms, kernel="numpy")
+    assert not idx._workspace.acc.any()
+
+
+def test_clause_cache(sf):
+    """Boost-1 clause scores kept per posting (``clause_cache``) give the same bits as computing them;
+    the cache follows k1/b/norms, and queries with repeated words (boost > 1) mix both."""
+    _, queries, _, index = sf
+    texts = [q.text for q in queries] + ["cancer cancer risk", "cell cell cell division of cells"]
+    ref = {p: index.search_many(texts, 100, k1=p[0], b=p[1], norms=p[2], kernel="numpy")
+           for p in ((None, None, "lucene"), (1.2, 0.75, "lucene"), (None, None, "exact"))}
+    for cache in (False, True, True):  # the second True reuses the kept scores
+        index.clause_cache = cache
+        for (k1, b, norms), r in ref.items():
+            assert_same(index.search_many(texts, 100, k1=k1, b=b, norms=norms, kernel="numba"), r)
+            if cache:
+                assert index._clauses is not None and index._clauses[0] == (k1 or index.k1, b or index.b, norms)
+                assert len(index._clauses[1]) == len(index.post_docs)
+    index.clause_cache = True

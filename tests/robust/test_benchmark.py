@@ -52,7 +52,7 @@ def small(tmp_path_factory):
     toml = d / "bench.toml"
     toml.write_text(SMALL.format(cache=d / "cache"))
     out = d / "out.json"
-    main(["robustness", str(toml), "-o", str(out), "--queries", "4"])  # caps the file's 40
+    main(["robustness", str(toml), "-o", str(out), "--queries", "4", "--html", str(d / "out.html")])  # caps 40
     return d, toml, json.loads(out.read_text())
 
 
@@ -172,3 +172,52 @@ def test_cli_bad_input_is_one_error_line(tmp_path, capsys):
     assert e.value.code == 2 and err.startswith(f"error: {f} [benchmark]: field 'measure'")
     with pytest.raises(ConfigError, match="no such robustness benchmark file"):
         load_benchmark(tmp_path / "missing.toml")
+
+
+def _images(page: str) -> list[str]:
+    import re
+
+    return re.findall(r'<img alt="[^"]*" src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+
+
+def test_html_report_written_with_the_run(small):
+    d, _, result = small
+    page = (d / "out.html").read_text()
+    assert len(_images(page)) == 3  # effectiveness (IID only here), variations, document attack
+    mean = result["tasks"]["iid"]["scifact"]["minilm"]["mean"]
+    assert f"{mean:.3f}" in page and "<th>minilm</th>" in page
+
+
+def test_html_report_renders_a_finished_result(tmp_path, capsys):
+    """``rankstack robustness OUT.json --html`` renders the recorded benchmark without rerunning it; the
+    plotted bars are the recorded means."""
+    from pathlib import Path
+
+    from rankstack.interfaces.robustness_report import effectiveness_figure, load_result
+
+    shipped = Path(__file__).resolve().parents[2] / "docs" / "bench" / "robustness_benchmark.json"
+    out = tmp_path / "r.html"
+    main(["robustness", str(shipped), "--html", str(out)])
+    assert "| 1 IID | scifact | nDCG@10 mean |" in capsys.readouterr().out
+    page = out.read_text()
+    assert len(_images(page)) == 3
+    assert '<td class="up"><span class="v">0.664</span>' in page  # ce-scifact, best in domain
+    result = load_result(shipped)
+    fig = effectiveness_figure(result)
+    heights = sorted(round(p.get_height(), 6) for p in fig.axes[0].patches)
+    want = sorted(round(v["mean"], 6) for role in ("iid", "ood") for per in result["tasks"][role].values()
+                  for v in per.values())
+    assert heights == want and len(want) == 12  # 3 collections x 4 rankers
+
+
+def test_html_report_bad_input_is_one_error_line(tmp_path, capsys):
+    bad = tmp_path / "r.json"
+    bad.write_text('{"name": "x"}')
+    with pytest.raises(SystemExit) as e:
+        main(["robustness", str(bad), "--html", str(tmp_path / "r.html")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and f"error: {bad}: not a robustness result: missing field(s) measure" in err
+    with pytest.raises(SystemExit) as e:
+        main(["robustness", str(bad)])
+    assert e.value.code == 2 and "give --html" in capsys.readouterr().err
+    assert not (tmp_path / "r.html").exists()

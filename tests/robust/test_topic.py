@@ -74,6 +74,22 @@ def test_topic_attack_promotes_one_document_across_the_cluster(scifact):
                                                   for q in plain.cluster) / 5) / 2)
 
 
+def test_topic_prepend_puts_the_same_terms_first(scifact):
+    """BM25 is a bag of words: prepending finds the same edits and ranks as appending; only the order of
+    the words differs (the inserted terms first, in insertion order, then the original text)."""
+    coll, index, qby, lists = scifact
+    cluster, docs_of, target = _setup(scifact)
+    cons = Constraints(max_words=10, max_share=0.1)
+    app = TopicAttack(constraints=cons).attack(Victim(BM25TextScorer(index)), cluster, docs_of, target, k=10)
+    pre = TopicAttack(constraints=cons, position="prepend").attack(Victim(BM25TextScorer(index)), cluster,
+                                                                   docs_of, target, k=10)
+    assert pre.final_ranks == app.final_ranks and pre.words_changed == app.words_changed == 10
+    added = app.text.split()[-10:]
+    assert pre.text == " ".join(added) + " " + pre.original and pre.text != app.text
+    with pytest.raises(ConfigError, match="'append' or 'prepend'"):
+        TopicAttack(position="middle")
+
+
 def test_topic_budget_is_kept_for_the_recheck(scifact):
     coll, index, qby, lists = scifact
     cluster, docs_of, target = _setup(scifact)
@@ -132,6 +148,9 @@ def test_attack_cli_method_topic(scifact, tmp_path):
     assert {"success_rate", "top10_rate", "top50_rate", "avg_boost", "perturbation", "victim_queries"} <= set(row)
     assert all(r["cluster"] == ["1", "880", "5"] and r["victim_queries"] <= 500 for r in row["results"])
     assert row["share_reached_before"] == 0.0 and row["share_reached"] == 1.0 and row["perturbation"] < 10
-    for bad, msg in ((("--cluster", "1"), "--cluster must be at least 2"), (("--budget", "5"), "too small")):
+    assert row["position"] == "append"
+    for bad, msg in ((("--cluster", "1"), "--cluster must be at least 2"), (("--budget", "5"), "too small"),
+                     (("--position", "middle"), "--position must be append or prepend"),
+                     (("-O", "max_length=192"), "--model and -O do not apply to the bm25 victim")):
         p = rs("--method", "topic", *bad, "-o", str(tmp_path / "x.json"))
         assert p.returncode == 2 and msg in p.stderr and "Traceback" not in p.stderr

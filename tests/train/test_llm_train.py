@@ -23,12 +23,16 @@ from rankstack.errors import ConfigError  # noqa: E402
 from rankstack.llm.backends.base import Backend  # noqa: E402
 from rankstack.llm.scorers import FirstScorer, QueryContext  # noqa: E402
 from rankstack.train.llm import (  # noqa: E402
+    OBJECTIVES,
     FirstRankNet,
     LLMTrainConfig,
+    WindowCollator,
     encode_window,
     first_logprobs,
+    importance_weights,
     label_token_ids,
     train_llm,
+    weighted_lm_loss,
 )
 from rankstack.train.llm_data import build_windows, window_starts  # noqa: E402
 
@@ -130,6 +134,24 @@ def test_first_ranknet_weights_pairs_by_inverse_rank_sum():
     assert FirstRankNet()(s2, y2, m).item() == pytest.approx(want.item(), rel=1e-6)
 
 
+def test_fullrank_weights_and_normalisation():
+    # ranks 1..5: 1/log2(r+1) + 1; a non-identifier token (0): 1
+    assert importance_weights([1, 0, 2, 0, 3, 4, 5, 0]) == pytest.approx(
+        [2.0, 1.0, 1.6309297535714575, 1.0, 1.5, 1.4306765580733931, 1.3868528072345416, 1.0], abs=1e-12)
+    # sum_t w_t NLL_t / #targets, the padding (-100) out of both sums
+    logits = torch.tensor([[[0.0, 0.0, 0.0], [2.0, 0.0, 0.0], [0.0, 1.0, 0.0], [5.0, 5.0, 5.0]]])
+    labels = torch.tensor([[-100, 0, 1, -100]])
+    w = torch.tensor([[7.0, 2.0, 1.5, 9.0]])
+    nll0 = -(2.0 - math.log(math.exp(2.0) + 2))
+    nll1 = -(1.0 - math.log(math.e + 2))
+    want = (2.0 * nll0 + 1.5 * nll1) / 2
+    assert weighted_lm_loss(logits, labels, w).item() == pytest.approx(want, rel=1e-6)
+    ones = torch.ones_like(w)
+    ce = torch.nn.functional.cross_entropy(logits[0], labels[0], ignore_index=-100)
+    assert weighted_lm_loss(logits, labels, ones).item() == pytest.approx(ce.item(), rel=1e-6)
+    assert "fullrank" in OBJECTIVES
+
+
 # ---- with SmolLM2 -----------------------------------------------------------------------------------
 def test_label_tokens_are_found_per_tokenizer(backend):
     labs = [chr(ord("A") + i) for i in range(20)]
@@ -152,23 +174,43 @@ def test_window_encoding_spells_the_permutation(backend, scifact):
     assert f["grades"][w.permutation[0]] == 4.0 and sorted(f["grades"]) == [0.0, 1.0, 2.0, 3.0, 4.0]
     with pytest.raises(ConfigError, match="max_length"):
         encode_window(backend, w, max_length=50)
+    # fullrank: the identifier of output rank r carries 1/log2(r+1) + 1, every other target token 1
+    tr = f["target_ranks"]
+    assert len(tr) == len(f["target"])
+    at = [t for t, r in enumerate(tr) if r > 0]
+    assert [tr[t] for t in at] == [1, 2, 3, 4, 5]
+    assert [f["target"][t] for t in at] == [f["label_ids"][i] for i in w.permutation]
+    others = [tok.decode([f["target"][t]]) for t, r in enumerate(tr) if r == 0]
+    assert set(others) <= {"]", " >", " [", "] >", "<|im_end|>", ">", "[", " "}, others
+    b = WindowCollator(tok.pad_token_id, with_target=True)([f])
+    got = {int(lab): float(wt) for lab, wt in zip(b["lm_labels"][0], b["lm_weights"][0]) if lab != -100}
+    want = [2.0, 1.6309297535714575, 1.5, 1.4306765580733931, 1.3868528072345416]
+    for r, i in enumerate(w.permutation):
+        assert got[f["label_ids"][i]] == pytest.approx(want[r], abs=1e-6)
+    kept = b["lm_labels"][0] != -100
+    assert int(kept.sum()) == len(f["target"]) and float(b["lm_weights"][0][~kept].abs().sum()) == 0.0
+    assert float(b["lm_weights"][0][kept].sum()) == pytest.approx(len(f["target"]) - 5 + sum(want), abs=1e-5)
 
 
-@pytest.fixture(scope="module")
-def overfit(backend, scifact, tmp_path_factory):
-    """One fixed window whose teacher top the base model does not put first; 5 steps of "first" on it
-    (LoRA r=8, lr 1e-3)."""
+def _overfit(objective, backend, scifact, tmp_path_factory):
+    """One fixed window whose teacher top the base model does not put first; 5 steps of ``objective`` on
+    it (LoRA r=8, lr 1e-3)."""
     corpus, queries, qrels, bm25, _ = scifact
     ws = build_windows(queries, corpus, bm25, qrels, window=5, max_words=WORDS)
     lps = first_logprobs(backend.model, backend, ws)
     pick = [i for i, (w, lp) in enumerate(zip(ws, lps)) if int(np.argmax(lp)) != w.permutation[0]]
     assert pick, "the untrained model already puts every teacher top first"
     w = ws[pick[0]]
-    out = tmp_path_factory.mktemp("llm") / "first"
-    cfg = LLMTrainConfig(output_dir=str(out), objective="first", max_steps=5, learning_rate=1e-3, seed=0)
+    out = tmp_path_factory.mktemp("llm") / objective
+    cfg = LLMTrainConfig(output_dir=str(out), objective=objective, max_steps=5, learning_rate=1e-3, seed=0)
     meta = train_llm(cfg, [w], backend=backend)
     after = first_logprobs(meta["model"], backend, [w])
     return w, lps[pick[0]], after[0], meta, out
+
+
+@pytest.fixture(scope="module")
+def overfit(backend, scifact, tmp_path_factory):
+    return _overfit("first", backend, scifact, tmp_path_factory)
 
 
 def test_first_loss_falls_and_the_teacher_top_comes_first(overfit, backend):
@@ -185,6 +227,17 @@ def test_first_loss_falls_and_the_teacher_top_comes_first(overfit, backend):
     assert p_top(after) > p_top(before) + 0.1
     # the base model in the backend is untouched (training works on a copy)
     assert first_logprobs(backend.model, backend, [w])[0] == before
+
+
+def test_fullrank_loss_falls_and_the_teacher_top_comes_first(backend, scifact, tmp_path_factory):
+    w, before, after, meta, _ = _overfit("fullrank", backend, scifact, tmp_path_factory)
+    assert [set(p) for p in meta["parts"]] == [{"lm", "lm_plain"}] * 5 and meta["steps"] == 5
+    wl = [p["lm"] for p in meta["parts"]]
+    # the weighted loss is above the plain one (every weight >= 1, the identifiers' > 1)
+    assert all(p["lm"] > p["lm_plain"] for p in meta["parts"])
+    assert wl[-1] < 0.7 * wl[0] and np.mean(wl[-2:]) < np.mean(wl[:2])
+    top = w.permutation[0]
+    assert int(np.argmax(before)) != top and int(np.argmax(after)) == top
 
 
 @pytest.mark.slow  # loads SmolLM2 a second time (~30-60 s)
@@ -266,3 +319,5 @@ def test_cli_train_llm_errors(tmp_path):
     r = CliRunner().invoke(app, ["train", "llm", "-o", str(tmp_path / "o"), "--queries", "q", "--collection", "c",
                                  "--epochs", "2"])
     assert r.exit_code != 0 and "do not apply to 'llm' training" in str(r.exception or r.output)
+    r = CliRunner().invoke(app, ["train", "llm", "-o", str(tmp_path / "o"), "--objective", "nope"])
+    assert r.exit_code != 0 and "first, generation, combined, fullrank" in str(r.exception or r.output)

@@ -47,7 +47,9 @@ def _model_fingerprint(model_path: str) -> str:
 def cache_key(runtime: Any) -> str:
     torch = require("torch", "dense")
     ort = require("onnxruntime", "onnx")
-    cfg = {k: v for k, v in runtime.config().items() if k not in {"backend", "quantize", "max_length"}}
+    # the exported graph does not depend on the batch budget or the torch dtype
+    skip = {"backend", "quantize", "max_length", "dtype", "max_tokens"}
+    cfg = {k: v for k, v in runtime.config().items() if k not in skip}
     blob = json.dumps(
         {
             "fp": _model_fingerprint(runtime.model_path),

@@ -312,13 +312,30 @@ class _Runtime:
             self.max_tokens = default_max_tokens(self.backend, self.device,
                                                  "bfloat16" if self.dtype == "bfloat16" else "float32")
 
+    def _resolved(self) -> tuple[str, str, int]:
+        """The device, dtype and batch budget this encoder runs with, known without loading the model.
+
+        They change its output (bf16 against fp32; the batch composition under dynamic int8
+        quantisation), so :meth:`config` -- the cache keys of stages and artifacts -- carries them.
+        """
+        if self.backend == "onnx":
+            device, dtype_name = "cpu", "int8" if self.quantize == "int8" else "float32"
+        else:
+            device = self._requested_device
+            if device is None:
+                torch = require("torch", "dense")
+                device = "cuda" if torch.cuda.is_available() else "cpu"
+            dtype_name = self._requested_dtype
+            if dtype_name in (None, "auto"):
+                gpu = str(device).startswith("cuda")
+                dtype_name = "bfloat16" if gpu or (dtype_name == "auto" and cpu_has_bf16()) else "float32"
+        budget = self._max_tokens_arg if self._max_tokens_arg is not None else default_max_tokens(
+            self.backend, str(device), "bfloat16" if dtype_name == "bfloat16" else "float32")
+        return str(device), str(dtype_name), int(budget)
+
     def _torch_runner(self) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
         torch = require("torch", "dense")
-        device = self._requested_device or ("cuda" if torch.cuda.is_available() else "cpu")
-        dtype_name = self._requested_dtype
-        if dtype_name in (None, "auto"):
-            gpu = str(device).startswith("cuda")
-            dtype_name = "bfloat16" if gpu or (dtype_name == "auto" and cpu_has_bf16()) else "float32"
+        device, dtype_name, _ = self._resolved()
         dtype = getattr(torch, dtype_name)
         if str(device) == "cpu":
             torch.set_num_threads(self.threads)
@@ -357,12 +374,15 @@ class _Runtime:
         return out
 
     def config(self) -> dict[str, Any]:
+        _, dtype, budget = self._resolved()
         return {
             "model": self.model_path,
             "backend": self.backend,
             "quantize": self.quantize,
             "max_length": self.max_length,
             "kind": self.kind,
+            "dtype": dtype,
+            "max_tokens": budget,
         }
 
     @property

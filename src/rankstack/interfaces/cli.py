@@ -487,7 +487,7 @@ def rerank(
 
 
 def _attack_topic(run: Path, queries: Path, ctx, stage, lists: list, proto: str, seed: int,
-                  budget: int, goal: int, k: int, size: int, constraints) -> dict:
+                  budget: int, goal: int, k: int, size: int, constraints, position: str = "append") -> dict:
     """``attack --method topic``: each attacked query seeds a cluster (itself and the ``size - 1``
     queries of the whole run, QUERIES having them, that share the most top-``k`` candidates with it);
     its Easy-5/Hard-5 targets (by the victim's ranking of the seed) are promoted across the cluster."""
@@ -503,7 +503,7 @@ def _attack_topic(run: Path, queries: Path, ctx, stage, lists: list, proto: str,
     qby = {q.id: q for q in _datasets.load_queries(queries) if cand.get(q.id)}
     ranked = {q: [d for d, _ in cand.ranked(q)][:k] for q in qby}
     clusters = overlap_clusters(ranked, [q.id for q, _, _ in lists], size)
-    att = TopicAttack(constraints=constraints)
+    att = TopicAttack(constraints=constraints, position=position)
     results, t0 = [], time.perf_counter()
     for q, docs, order in lists:
         members = clusters[q.id]
@@ -519,7 +519,7 @@ def _attack_topic(run: Path, queries: Path, ctx, stage, lists: list, proto: str,
         for t in picked:
             results.append(att.attack(Victim(stage, QueryBudget(budget)), [qby[m] for m in members], docs_of,
                                       docs[order[t]], goal))
-    return {"method": "topic", "protocol": proto, **summarize_topic(results),
+    return {"method": "topic", "protocol": proto, "position": position, **summarize_topic(results),
             "seconds_per_attack": (time.perf_counter() - t0) / max(1, len(results)),
             "results": [r.to_json() for r in results]}
 
@@ -533,6 +533,8 @@ def attack(
     output: Annotated[Path, typer.Option("-o", "--output", help="JSON file to write")],
     victim: Annotated[str, typer.Option("--victim", help="bm25, dense, cross-encoder or any reranker name")] = "bm25",
     model: Annotated[Optional[str], typer.Option("--model", help="the victim's model (`rankstack models`)")] = None,
+    option: Annotated[Optional[list[str]], typer.Option("--option", "-O", help="a victim spec parameter KEY=VALUE "
+                                                        "(JSON values), repeatable: -O max_length=192")] = None,
     method: Annotated[str, typer.Option("--method", help="prada|stuffing|spam|topic (or several, "
                                         "comma-separated)")] = "prada",
     targets: Annotated[Optional[str], typer.Option("--targets", help="easy5 (5 of victim ranks 51-100) or hard5 "
@@ -548,6 +550,9 @@ def attack(
                                                      "neighbours from this bi-encoder or cross-encoder")] = None,
     cluster: Annotated[int, typer.Option("--cluster", help="topic: queries per cluster (the seed and the queries "
                                          "of the run sharing the most candidates with it)")] = 5,
+    position: Annotated[str, typer.Option("--position", help="stuffing, topic: where inserted words go, append "
+                                          "or prepend (a victim that truncates long documents cuts appended "
+                                          "words)")] = "append",
     perplexity: Annotated[Optional[str], typer.Option("--perplexity", help="median perplexity of the original and "
                                                       "attacked texts under this LM (smollm2; not for "
                                                       "topic)")] = None,
@@ -574,6 +579,8 @@ def attack(
     if "topic" in methods and budget < 2 * cluster:
         raise ConfigError(f"--budget {budget} is too small for --method topic: a cluster of {cluster} queries is "
                           f"read once and re-checked once, {2 * cluster} victim calls at least")
+    if position not in ("append", "prepend"):
+        raise ConfigError(f"--position must be append or prepend, got {position!r}")
     if targets is not None and targets not in ("easy5", "hard5"):
         raise ConfigError(f"--targets must be easy5 or hard5, got {targets!r}")
     QueryBudget(budget)  # a budget below 1 is an error before any work
@@ -584,7 +591,7 @@ def attack(
     if white_box and surrogate is None and victim in ("bm25", "bm25-rerank"):
         raise ConfigError(f"--victim {victim} exposes no gradients: give --surrogate MODEL for a white-box attack, "
                           "or leave out --white-box (black-box importance by deletion)")
-    ctx, stage, vname, asked = _robust_setup(run, queries, collection, victim, model, n_queries, k)
+    ctx, stage, vname, asked = _robust_setup(run, queries, collection, victim, model, n_queries, k, option)
     att = None
     if "prada" in methods:
         from rankstack.robust.wordnet import WordNet
@@ -613,7 +620,7 @@ def attack(
         for proto in ([targets] if targets else ["easy5", "hard5"]):
             if m == "topic":
                 rows.append(_attack_topic(run, queries, ctx, stage, lists, proto, seed, budget, goal, k, cluster,
-                                          constraints))
+                                          constraints, position))
                 row = rows[-1]
                 rate = "-" if row["share_reached"] is None else f"{100 * row['share_reached']:.1f}%"
                 _console().print(f"{vname} topic {proto}: {row['attacked']} targets, cluster queries reached "
@@ -628,12 +635,13 @@ def attack(
                 for t in picked:
                     v = Victim(stage, QueryBudget(budget))
                     if m == "stuffing":
-                        results.append(stuffing(v, q, docs, order[t], goal_k))
+                        results.append(stuffing(v, q, docs, order[t], goal_k, position=position))
                     elif m == "spam":
                         results.append(keyword_spam(v, q, docs, order[t], goal_k, repeat=5))
                     else:
                         results.append(att(v, q, docs, order[t], goal_k))  # type: ignore[misc]
-            row = {"method": m, "protocol": proto, **summarize(results, qtext, det, perplexity=ppl),
+            row = {"method": m, "protocol": proto, **({"position": position} if m == "stuffing" else {}),
+                   **summarize(results, qtext, det, perplexity=ppl),
                    "seconds_per_attack": (time.perf_counter() - t0) / max(1, len(results)),
                    "results": [r.to_json() for r in results]}
             rows.append(row)
@@ -655,6 +663,8 @@ def certify(
     output: Annotated[Path, typer.Option("-o", "--output", help="JSON file to write")],
     victim: Annotated[str, typer.Option("--victim", help="bm25, dense, cross-encoder or any reranker name")] = "bm25",
     model: Annotated[Optional[str], typer.Option("--model", help="the victim's model (`rankstack models`)")] = None,
+    option: Annotated[Optional[list[str]], typer.Option("--option", "-O", help="a victim spec parameter KEY=VALUE "
+                                                        "(JSON values), repeatable: -O max_length=192")] = None,
     samples: Annotated[int, typer.Option("--samples", help="random perturbations per document (N)")] = 1000,
     seed: Annotated[int, typer.Option("--seed", help="perturbation seed")] = 0,
     n_queries: Annotated[Optional[int], typer.Option("--queries", help="certify the first N queries of the run")] = None,
@@ -671,7 +681,7 @@ def certify(
 
     mc_error(samples, alpha)  # bad N or alpha: an error before any work
     wn = WordNet()
-    _, stage, vname, asked = _robust_setup(run, queries, collection, victim, model, n_queries, k)
+    _, stage, vname, asked = _robust_setup(run, queries, collection, victim, model, n_queries, k, option)
     sets = SubstitutionSets.from_wordnet([d.contents for _, docs in asked for d in docs], wn,
                                          max_neighbours=max_neighbours, max_set=max_set)
     smoothed = SmoothedRanker(stage, sets, samples=samples, seed=seed)
@@ -684,11 +694,13 @@ def certify(
 
 
 def _robust_setup(run: Path, queries: Path, collection: str, victim: str, model: Optional[str],
-                  n_queries: Optional[int], k: int):
+                  n_queries: Optional[int], k: int, option: Optional[list[str]] = None):
     """``attack``/``certify``: the build context, the victim stage, its name and the (query, candidate
-    documents) pairs of the run's first ``n_queries`` queries that QUERIES has."""
+    documents) pairs of the run's first ``n_queries`` queries that QUERIES has; ``option``: the
+    victim spec's ``KEY=VALUE`` parameters (``-O``)."""
     from rankstack.data import datasets as _datasets
     from rankstack.data.formats import read_run
+    from rankstack.interfaces.service.command import _options
     from rankstack.robust.victim import BM25TextScorer
     from rankstack.stages.build import build_stage
 
@@ -702,8 +714,9 @@ def _robust_setup(run: Path, queries: Path, collection: str, victim: str, model:
         if entry.kind != "reranker" or name == "cutoff":
             rerankers = ", ".join(e.name for e in registry.entries("reranker") if e.name != "cutoff")
             raise ConfigError(f"--victim {victim!r} is not a reranker; victims: bm25, {rerankers}")
-    elif model is not None:
-        raise ConfigError("--model does not apply to the bm25 victim")
+    elif model is not None or option:
+        raise ConfigError("--model and -O do not apply to the bm25 victim")
+    opts = _options(option)
     cand = read_run(run)
     qs = _datasets.load_queries(queries)
     chosen = [q for q in qs if cand.get(q.id)]
@@ -722,7 +735,7 @@ def _robust_setup(run: Path, queries: Path, collection: str, victim: str, model:
     if name == "bm25":
         stage = BM25TextScorer(ctx.bm25_index())
     else:
-        spec: dict = {"stage": name}
+        spec: dict = {"stage": name, **opts}
         if model:
             spec["model"] = model
         stage = build_stage(spec, ctx, f"--victim {victim}")
@@ -758,7 +771,9 @@ def train(
                                                 "segment-cosine (starts as the bi-encoder backbone)")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="resume from the last checkpoint in OUTPUT")] = False,
-    objective: Annotated[Optional[str], typer.Option("--objective", help="llm: first|generation|combined")] = None,
+    objective: Annotated[Optional[str], typer.Option("--objective", help="llm: first (FIRST's "
+                                                  "weighted RankNet, default) | generation (LM) | combined (LM + "
+                                                  "ranking) | fullrank (rank-weighted LM)")] = None,
     collection: Annotated[Optional[str], typer.Option("--collection", help="llm: collection file/dir, index dir "
                                                       "or known dataset (the passage texts)")] = None,
     teacher: Annotated[Optional[Path], typer.Option("--teacher", help="llm: run giving the gold order (default: "
@@ -834,12 +849,14 @@ def _train_llm(output, model, queries, qrels, candidates, loss, max_steps, max_l
     (or --qrels), then :func:`rankstack.train.llm.train_llm`."""
     from rankstack.data import datasets as _ds
     from rankstack.data.formats import read_qrels, read_run
-    from rankstack.train.llm import LLMTrainConfig, train_llm
+    from rankstack.train.llm import OBJECTIVES, LLMTrainConfig, train_llm
     from rankstack.train.llm_data import build_windows
 
     bad = sorted(k for k, v in other.items() if v is not None)
     if bad:
         raise ConfigError(f"option(s) {bad} do not apply to 'llm' training")
+    if objective is not None and objective not in OBJECTIVES:
+        raise ConfigError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     if queries is None or collection is None:
         raise ConfigError("llm training needs --queries and --collection")
     if teacher is None and qrels is None:

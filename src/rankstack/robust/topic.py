@@ -11,7 +11,9 @@ queries, not one query.
   appended (the attacker's document is assumed retrieved: the attack is on the reranking).
 * **transformations**: inserting a topic term (content words of the cluster's queries: the ones in
   most cluster queries first, then each query's in turn; :meth:`TopicAttack.topic_terms`) at the
-  end of the document, and word substitution
+  end of the document (``position="append"``) or at its start (``"prepend"``: the inserted terms,
+  in insertion order, before the text; it survives a victim that truncates long documents), and
+  word substitution
   (``candidates(word) -> list[str]``, e.g. WordNet synonyms or embedding neighbours) at the
   replaceable positions in document order; the query is never modified.
 * **search**: greedy. Every step scores all proposals (each untried topic term, each candidate at
@@ -109,20 +111,26 @@ class TopicAttack:
     """``TopicAttack(candidates=None, constraints=Constraints(), max_terms=20, max_candidates=8)``;
     ``attack(victim, cluster, docs_of, target, k=10) -> TopicResult`` where ``cluster`` is a list of
     :class:`Query` (the seed first), ``docs_of[qid]`` their candidate documents and ``target`` the
-    promoted :class:`Document`. ``insert_terms=False`` keeps to substitution only; ``cap``: see the
-    module docstring."""
+    promoted :class:`Document`. ``insert_terms=False`` keeps to substitution only; ``position``
+    (``"append"`` or ``"prepend"``): where inserted terms go; ``cap``: see the module docstring."""
 
     def __init__(self, candidates: Callable[[str], list[str]] | None = None, constraints: Constraints = Constraints(),
                  max_terms: int = 20, max_candidates: int = 8, insert_terms: bool = True,
-                 cap: float | None = 0.0):
+                 cap: float | None = 0.0, position: str = "append"):
         if max_terms < 0 or max_candidates < 1:
             raise ConfigError(f"topic attack needs max_terms >= 0 and max_candidates >= 1, got {max_terms}, "
                               f"{max_candidates}")
+        if position not in {"append", "prepend"}:
+            raise ConfigError(f"topic attack position must be 'append' or 'prepend', got {position!r}")
         if candidates is None and not insert_terms:
             raise ConfigError("topic attack with neither substitution candidates nor term insertion has no edits")
         self.candidates, self.constraints = candidates, constraints
         self.max_terms, self.max_candidates, self.insert_terms = int(max_terms), int(max_candidates), insert_terms
-        self.cap = cap
+        self.cap, self.position = cap, position
+
+    def _text(self, words: list[str], added: list[str]) -> str:
+        """The document's (edited) words with the inserted terms at the attack's position."""
+        return " ".join(added + words if self.position == "prepend" else words + added)
 
     def topic_terms(self, cluster: Sequence[Query]) -> list[str]:
         """Content words of the cluster's queries: those in most cluster queries first, then in turn
@@ -196,8 +204,8 @@ class TopicAttack:
                 props += [("sub", (pos[p], c)) for c in sub]
             if not props:
                 break
-            texts = [" ".join(cur[:a[0]] + [a[1]] + cur[a[0] + 1:] + added) if kind == "sub"
-                     else " ".join(cur + added + [a]) for kind, a in props]
+            texts = [self._text(cur[:a[0]] + [a[1]] + cur[a[0] + 1:], added) if kind == "sub"
+                     else self._text(cur, added + [a]) for kind, a in props]
             left = victim.budget.left
             if left is not None and left - n < len(texts) * n:  # keep one call per query for the re-check
                 status = "budget"
@@ -218,7 +226,7 @@ class TopicAttack:
             else:
                 added.append(a)
             changed += 1
-        text = " ".join(cur + added) if changed else original
+        text = self._text(cur, added) if changed else original
         final = dict(start)
         if text != original:
             for c in qs:  # the re-check: the whole list, on the real victim

@@ -9,7 +9,18 @@ Objectives, on the windows of :mod:`rankstack.train.llm_data`:
   identifier tokens: RankNet weighted by ``1 / (r_i + r_j)`` on the teacher ranks (:class:`FirstRankNet`),
   or any loss of :func:`rankstack.train.losses.get_loss` (``rank_loss``) on the grades ``w - rank``;
 * ``"combined"``: ``LM + lambda * ranking`` with FIRST's published weights (its repository's
-  ``train_ranking.py``: lambda = 10 for the weighted RankNet, 0.1 for ListNet, 1 otherwise).
+  ``train_ranking.py``: lambda = 10 for the weighted RankNet, 0.1 for ListNet, 1 otherwise);
+* ``"fullrank"``: the importance-aware LM loss of Liu et al., "Sliding Windows Are Not the End:
+  Exploring Full Ranking with Long-Context Large Language Models" (arXiv, December 2024; code at
+  github.com/8421BCD/fullrank, mirrored as RUC-NLPIR/fullrank):
+  language modelling on the whole permutation where the identifier token of the passage at output rank
+  ``r`` has weight ``1 / log2(r + 1) + 1`` and every other target token (separators, ``]``, end of turn)
+  weight 1 (:func:`importance_weights`); normalised as their ``training/model.py`` does: the weighted
+  token NLLs summed over the batch and divided by the number of target tokens (not by the sum of the
+  weights), so the unweighted tokens keep the scale of the plain LM loss (:func:`weighted_lm_loss`).
+  Their code gives every non-``>`` token of rank ``r`` (their ``[``, digits, ``]``) the weight; here
+  only the identifier token carries it (an identifier is one token; the separator ``] > [`` and the
+  closing ``]`` are weight 1).
 
 The model reads the window exactly as :class:`rankstack.llm.scorers.FirstScorer` with ``prime="["``
 scores it: the user message through the backend's chat template, then ``"["``; the identifier logits
@@ -28,6 +39,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -41,10 +53,27 @@ from rankstack.errors import ConfigError
 from rankstack.train.llm_data import LLMWindow
 from rankstack.train.losses import RankingLoss, _pairs, get_loss
 
-OBJECTIVES = ("first", "generation", "combined")
+OBJECTIVES = ("first", "generation", "combined", "fullrank")
 #: FIRST's weight of the ranking loss in "combined" (gangiswag/llm-reranker, scripts/train_ranking.py)
 COMBINED_WEIGHTS = {"ranknet-weighted": 10.0, "listnet": 0.1}
 META = "rankstack_llm.json"
+
+
+def importance_weights(target_ranks: Sequence[int]) -> list[float]:
+    """Per target token, the importance-aware weight of the fullrank objective: ``1 / log2(r + 1) + 1``
+    for the identifier of the passage at output rank ``r`` (``target_ranks[t] = r >= 1``), 1 for any
+    other target token (``target_ranks[t] = 0``)."""
+    return [1.0 / math.log2(r + 1) + 1.0 if r > 0 else 1.0 for r in target_ranks]
+
+
+def weighted_lm_loss(logits: Tensor, labels: Tensor, weights: Tensor) -> Tensor:
+    """``sum_t w_t * NLL_t / #targets`` over the batch (``labels`` -100 outside the targets): the
+    normalisation of the fullrank code (``training/model.py``: ``nll_loss.sum() / num_active_elements``).
+    With every weight 1 it is the mean token cross-entropy (the ``generation`` loss)."""
+    active = labels != -100
+    nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100,
+                          reduction="none").reshape(labels.shape)
+    return (nll * weights * active).sum() / active.sum().clamp(min=1)
 
 
 class FirstRankNet(RankingLoss):
@@ -118,8 +147,9 @@ def _eos_id(backend: Any) -> int:
 def encode_window(backend: Any, w: LLMWindow, prime: str = "[", max_length: int = 2048) -> dict[str, Any]:
     """Token ids of one window: ``prefix`` (chat-formatted prompt + prime, encoded as the backend encodes
     it for scoring), ``target`` (the rest of the permutation after the prime, identifiers as their
-    label tokens, then end of turn), the label tokens in presentation order and the teacher grades
-    ``w - rank``. A prompt over ``max_length`` tokens is an error (never cut)."""
+    label tokens, then end of turn), ``target_ranks`` (per target token, the output rank of the
+    identifier it is, 0 for the other tokens), the label tokens in presentation order and the teacher
+    grades ``w - rank``. A prompt over ``max_length`` tokens is an error (never cut)."""
     tok = backend.tokenizer
     prefix = tok(backend.format_chat(w.prompt) + prime, add_special_tokens=False).input_ids
     if backend.tokenizer.bos_token_id is not None and getattr(backend, "template", None) == "gemma" and \
@@ -129,14 +159,18 @@ def encode_window(backend: Any, w: LLMWindow, prime: str = "[", max_length: int 
     sep = tok("] > " + prime, add_special_tokens=False).input_ids
     close = tok("]", add_special_tokens=False).input_ids
     target: list[int] = []
+    target_ranks: list[int] = []  # per target token: the output rank of the identifier it is, 0 if none
     for k, i in enumerate(w.permutation):
-        target += ([] if k == 0 else sep) + [lab_ids[i]]
+        sp = [] if k == 0 else sep
+        target += sp + [lab_ids[i]]
+        target_ranks += [0] * len(sp) + [k + 1]
     target += close + [_eos_id(backend)]
+    target_ranks += [0] * (len(close) + 1)
     if len(prefix) + len(target) > max_length:
         raise ConfigError(f"query {w.qid!r} window at {w.start}: {len(prefix) + len(target)} tokens > "
                           f"max_length={max_length} (cut passages with max_words or raise max_length)")
     n = len(w.labels)
-    return {"prefix": prefix, "target": target, "label_ids": lab_ids,
+    return {"prefix": prefix, "target": target, "target_ranks": target_ranks, "label_ids": lab_ids,
             "grades": [float(n - r) for r in w.ranks]}
 
 
@@ -153,8 +187,9 @@ class WindowDataset(torch.utils.data.Dataset):
 
 class WindowCollator:
     """Left-padded batches (as the backend scores): ``input_ids``, ``attention_mask``, ``position_ids``;
-    ``lm_labels`` over the last ``keep`` positions; ``rank_pos`` (the kept position whose logits give
-    the first identifier), ``label_ids``/``grades``/``label_mask`` ``[B, W]``."""
+    ``lm_labels`` over the last ``keep`` positions and their ``lm_weights`` (:func:`importance_weights`,
+    0 where no target); ``rank_pos`` (the kept position whose logits give the first identifier),
+    ``label_ids``/``grades``/``label_mask`` ``[B, W]``."""
 
     def __init__(self, pad_id: int, with_target: bool):
         self.pad_id = pad_id
@@ -168,6 +203,7 @@ class WindowCollator:
         ids = torch.full((B, T), self.pad_id, dtype=torch.long)
         mask = torch.zeros((B, T), dtype=torch.long)
         lm = torch.full((B, keep), -100, dtype=torch.long)
+        lmw = torch.zeros((B, keep))
         rank_pos = torch.zeros(B, dtype=torch.long)
         W = max(len(f["label_ids"]) for f in feats)
         lab = torch.zeros((B, W), dtype=torch.long)
@@ -180,6 +216,7 @@ class WindowCollator:
             # kept position j (0..keep-1) is sequence position T-keep+j and predicts token T-keep+j+1
             if g:
                 lm[b, keep - g - 1: keep - 1] = torch.tensor(f["target"])
+                lmw[b, keep - g - 1: keep - 1] = torch.tensor(importance_weights(f["target_ranks"]))
             rank_pos[b] = keep - g - 1
             n = len(f["label_ids"])
             lab[b, :n] = torch.tensor(f["label_ids"])
@@ -187,14 +224,15 @@ class WindowCollator:
             lmask[b, :n] = True
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         return {"input_ids": ids, "attention_mask": mask, "position_ids": pos, "lm_labels": lm,
-                "rank_pos": rank_pos, "label_ids": lab, "grades": grades, "label_mask": lmask}
+                "lm_weights": lmw, "rank_pos": rank_pos, "label_ids": lab, "grades": grades,
+                "label_mask": lmask}
 
 
 def _trainer_class():
     from transformers import Trainer
 
     class LLMRankTrainer(Trainer):
-        """HF Trainer with FIRST's objectives in :meth:`compute_loss`; the last parts are logged."""
+        """HF Trainer with FIRST's objectives and fullrank's in :meth:`compute_loss`; the parts are kept."""
 
         def __init__(self, *args: Any, objective: str = "first", rank_loss: RankingLoss | None = None,
                      rank_weight: float = 1.0, **kw: Any):
@@ -214,6 +252,12 @@ def _trainer_class():
                 lab = inputs["lm_labels"]
                 parts["lm"] = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), lab.reshape(-1),
                                               ignore_index=-100)
+            if self.objective == "fullrank":  # "lm": the importance-weighted loss; "lm_plain": unweighted
+                lab = inputs["lm_labels"]
+                parts["lm"] = weighted_lm_loss(logits, lab, inputs["lm_weights"])
+                with torch.no_grad():
+                    parts["lm_plain"] = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), lab.reshape(-1),
+                                                        ignore_index=-100)
             if self.objective in ("first", "combined"):
                 B = logits.shape[0]
                 first = logits[torch.arange(B, device=logits.device), inputs["rank_pos"]]  # [B, V]
@@ -222,7 +266,7 @@ def _trainer_class():
             if self.objective == "combined":
                 loss = parts["lm"] + self.rank_weight * parts["rank"]
             else:
-                loss = next(iter(parts.values()))
+                loss = parts["rank"] if self.objective == "first" else parts["lm"]
             self.parts.append({k: float(v.detach()) for k, v in parts.items()})
             return (loss, out) if return_outputs else loss
 
@@ -264,7 +308,8 @@ def train_llm(cfg: LLMTrainConfig, windows: Sequence[LLMWindow], backend: Any = 
     ``backend``: a :class:`~rankstack.llm.backends.hf.TransformersBackend` already holding ``cfg.model``
     (its weights are copied, never changed); built from ``cfg.model`` when ``None``. Returns the output
     directory, the per-step loss parts (``parts``: ``{"lm": ..., "rank": ...}`` per optimisation
-    micro-step), steps, seconds, tokens per second and the trained ``model`` (unmerged).
+    micro-step; for ``fullrank`` ``"lm"`` is the weighted loss and ``"lm_plain"`` the unweighted one),
+    steps, seconds, tokens per second and the trained ``model`` (unmerged).
     """
     import time
 
