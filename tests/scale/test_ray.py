@@ -167,13 +167,14 @@ def test_ray_rerank_run_file_identical(cluster, docs, queries_and_run, tmp_path)
 
 def test_ray_rerank_with_token_budget_batches(cluster, docs, queries_and_run, tmp_path):
     """Default batching (pairs of all a call's queries padded together): the Ray run is the local
-    run of the same query groups byte for byte, and the whole-run local one to 1e-6 (padding with
-    other batchmates moves the last float bits, in one process too)."""
+    run of the same query groups, at the same thread count, byte for byte; and the whole-run local one
+    to 1e-6 (padding with other batchmates moves the last float bits, in one process too; so does the
+    thread count of a batched GEMM, hence ``threads = 1`` here as in each 1-CPU worker)."""
     from rankstack.stages.build import BuildContext, build_stage
     from rankstack.testing import random_head_cross_encoder
 
     qs, run = queries_and_run
-    spec = {"stage": "cross-encoder", "model": random_head_cross_encoder(), "max_length": 96}
+    spec = {"stage": "cross-encoder", "model": random_head_cross_encoder(), "max_length": 96, "threads": 1}
     by_id = {d.id: d for d in docs}
     stage = build_stage(spec, BuildContext(_docs=by_id))
     whole = stage(qs, run)
@@ -244,7 +245,9 @@ def test_merge_topk_pads_and_validates():
 
 def test_cli_rerank_with_ray_writes_the_local_run_file(cluster, queries_and_run, tmp_path, monkeypatch):
     """``rankstack rerank ... --ray``: the same run file as without (8 queries: one group of the default
-    queries_per_batch, so the pairs are batched as in one process)."""
+    queries_per_batch, so the pairs are batched as in one process), at the same thread count: each
+    1-CPU worker runs one thread, so the local command runs with ``OMP_NUM_THREADS=1`` (a batched GEMM's
+    last bits move with its thread count)."""
     from typer.testing import CliRunner
 
     from rankstack.interfaces.cli import app
@@ -256,6 +259,7 @@ def test_cli_rerank_with_ray_writes_the_local_run_file(cluster, queries_and_run,
     args = ["rerank", str(tmp_path / "cand.trec"), str(SCIFACT / "queries.jsonl"), str(SCIFACT / "corpus.jsonl"),
             "--model", random_head_cross_encoder(), "--k", "10", "-o"]
     runner = CliRunner()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     for out, extra in (("local.trec", []), ("ray.trec", ["--ray"])):
         res = runner.invoke(app, [*args, str(tmp_path / out), *extra])
         assert res.exit_code == 0, (res.output, res.exception)
@@ -402,3 +406,31 @@ def test_experiment_with_ray_equals_in_process(cluster, tmp_path, monkeypatch):
         s.get("ray") for s in by["ray"]["ce"].stats.get("stages", []))
     again = run_experiment(load_experiment(tmp_path / "ray.toml"), progress=False)
     assert {r.pipeline: r.aggregate for r in again.results} == {n: r.aggregate for n, r in by["ray"].items()}
+
+
+def test_a_worker_runs_its_models_on_its_cpu_share(cluster, tmp_path):
+    """A worker's models get ``cpus_per_worker`` threads, not every CPU of the machine: before session
+    15 the encoder runtime reset torch to the process's CPU affinity (2 here) after the worker had set
+    1, so two workers ran four compute threads on two cores (docs/scale.md, "Session 15")."""
+    from rankstack.scale.ray_runner import _EncodeWorker
+
+    @ray.remote(num_cpus=1)
+    def probe(out_dir):
+        import torch
+
+        w = _EncodeWorker({"model": default_model_path(), "max_length": 32}, out_dir, "cosine", threads=1)
+        w.encoder.encode(["a short text"], warn=False)
+        return w.encoder.threads, torch.get_num_threads()
+
+    assert ray.get(probe.remote(str(tmp_path))) == (1, 1)
+
+
+def test_default_threads_honours_omp_num_threads(monkeypatch):
+    from rankstack.encoders.runtime import default_threads
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert default_threads() == 3 and BiEncoder().threads == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "0")  # not a thread count: the CPUs this process may use
+    assert default_threads() == len(os.sched_getaffinity(0))
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert default_threads() == len(os.sched_getaffinity(0))

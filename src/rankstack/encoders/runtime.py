@@ -176,6 +176,12 @@ def cpu_has_bf16() -> bool:
 
 
 def default_threads() -> int:
+    """Threads a model runs with when none are given: ``OMP_NUM_THREADS`` when it is set to a positive
+    integer (a Ray actor gets its CPU share there; users set it to share a machine), else the CPUs this
+    process may run on."""
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - macOS / Windows

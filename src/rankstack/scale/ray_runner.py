@@ -99,15 +99,26 @@ def _build_encoder(spec: Mapping[str, Any]) -> Any:
     return BiEncoder(**dict(spec))
 
 
+def _worker_threads(threads: int) -> None:
+    """A worker's share of the machine: ``threads`` compute threads for torch and for every model the
+    worker builds (their runtime reads ``OMP_NUM_THREADS``, see ``encoders.runtime.default_threads``;
+    without it each model took every CPU of the machine, and two workers oversubscribed two cores)."""
+    os.environ["OMP_NUM_THREADS"] = str(max(1, int(threads)))
+    try:
+        import torch
+
+        torch.set_num_threads(max(1, int(threads)))
+    except ImportError:  # BM25 alone needs no torch
+        pass
+
+
 # -- corpus encoding -------------------------------------------------------------------------------
 class _EncodeWorker:
     """One per actor: builds the encoder from its spec once, then encodes shard rows."""
 
     def __init__(self, spec: dict[str, Any], out_dir: str, metric: str, threads: int,
                  fault: dict[str, Any] | None = None):
-        import torch
-
-        torch.set_num_threads(max(1, threads))
+        _worker_threads(threads)
         self.encoder = _build_encoder(spec)
         self.out = Path(out_dir) / "shards"
         self.metric = metric
@@ -274,11 +285,9 @@ class _RerankWorker:
     """One per actor: builds the reranker from its spec once; each batch is a few queries' rows."""
 
     def __init__(self, spec: dict[str, Any], threads: int, index_dir: str | None):
-        import torch
-
         from rankstack.stages.build import BuildContext, build_stage
 
-        torch.set_num_threads(max(1, threads))
+        _worker_threads(threads)
         self.docs: dict[str, Document] = {}
         ctx = BuildContext(index_dir=Path(index_dir) if index_dir else None, progress=False, _docs=self.docs)
         self.stage = build_stage(spec, ctx, where="ray rerank")
@@ -409,12 +418,7 @@ class _SearchWorker:
         from rankstack.stages.base import Fuse
         from rankstack.stages.build import BuildContext, build_pipeline
 
-        try:
-            import torch
-
-            torch.set_num_threads(max(1, threads))
-        except ImportError:  # BM25 alone needs no torch
-            pass
+        _worker_threads(threads)
         ctx = BuildContext(index_dir=Path(index_dir), progress=False)
         built = [build_pipeline(p, ctx, f"ray search pipeline #{i + 1}") for i, p in enumerate(pipelines)]
         stage = built[0] if len(built) == 1 else Fuse(built, **(fuse or {}))
@@ -526,12 +530,7 @@ class _StageWorker:
     def __init__(self, spec: dict[str, Any], context: Any, threads: int):
         from rankstack.stages.build import build_stage
 
-        try:
-            import torch
-
-            torch.set_num_threads(max(1, threads))
-        except ImportError:
-            pass
+        _worker_threads(threads)
         self.stage = build_stage(spec, context(), where=f"ray stage {spec.get('stage')!r}")
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
