@@ -57,6 +57,9 @@ def _scifact_texts(limit: int | None) -> list[str]:
     return out
 
 
+THREADS = 1  # set from --threads: the peer (torch) and every rankstack model run this many
+
+
 def bench_encode(limit: int, cache: str) -> None:
     from sentence_transformers import SentenceTransformer
 
@@ -72,7 +75,7 @@ def bench_encode(limit: int, cache: str) -> None:
         ("onnx-fp32", {"backend": "onnx"}),
         ("onnx-int8", {"backend": "onnx", "quantize": "int8"}),
     ]:
-        enc = BiEncoder(cache_dir=cache, **kw)
+        enc = BiEncoder(cache_dir=cache, threads=THREADS, **kw)
         enc.encode(texts[:8], warn=False)  # load / export outside the timing
         t, e = _timed(lambda: enc.encode(texts, warn=False))  # noqa: B023 (called at once)
         cos = (e * ref).sum(1) / np.linalg.norm(e, axis=1) / np.linalg.norm(ref, axis=1)
@@ -82,7 +85,6 @@ def bench_encode(limit: int, cache: str) -> None:
 
 
 def _dl19():
-    from contract import random_cross_encoder  # noqa: F401
 
     from rankstack.data.formats import read_qrels, read_queries, read_run
     from rankstack.data.records import Document
@@ -98,10 +100,10 @@ def _dl19():
 
 
 def bench_cross(limit: int, cache: str) -> None:
-    from contract import random_cross_encoder
     from sentence_transformers import CrossEncoder
 
     from rankstack.encoders.runtime import CrossEncoderModel
+    from rankstack.testing import random_head_cross_encoder as random_cross_encoder
 
     qs, run, docs, _ = _dl19()
     pairs = [(q.text, docs[d].contents) for q in qs for d, _ in run.ranked(q.id)][:limit]
@@ -115,7 +117,7 @@ def bench_cross(limit: int, cache: str) -> None:
         ("onnx-fp32", {"backend": "onnx"}),
         ("onnx-int8", {"backend": "onnx", "quantize": "int8"}),
     ]:
-        m = CrossEncoderModel(path, cache_dir=cache, **kw)
+        m = CrossEncoderModel(path, cache_dir=cache, threads=THREADS, **kw)
         m.predict(pairs[:8], warn=False)
         t, s = _timed(lambda: m.predict(pairs, warn=False))  # noqa: B023 (called at once)
         print(
@@ -139,8 +141,8 @@ def bench_int8(cache: str, fp32: bool = True) -> None:
 
 def bench_memory(n: int = 1000) -> None:
     code = (
-        "import os,sys,resource,warnings; warnings.filterwarnings('ignore'); sys.path.insert(0,'tests');"
-        "from contract import random_cross_encoder; from rankstack.encoders.runtime import CrossEncoderModel;"
+        "import os,sys,resource,warnings; warnings.filterwarnings('ignore'); "
+        "from rankstack.testing import random_head_cross_encoder as random_cross_encoder; from rankstack.encoders.runtime import CrossEncoderModel;"
         "m=CrossEncoderModel(random_cross_encoder(), max_length=512);"
         "doc=' '.join(['relevance ranking model']*200);"
         "base=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;"
@@ -215,9 +217,16 @@ def main() -> None:
         "--int8-only", action="store_true", help="int8: skip the fp32 run (fp32 = torch = 0.6424)"
     )
     ap.add_argument("--cache", default=os.path.expanduser("~/.cache/rankstack/enc"))
+    ap.add_argument("--threads", type=int, default=1,
+                    help="threads of the peer (torch.set_num_threads) and of every rankstack model (default 1)")
     a = ap.parse_args()
+    global THREADS
+    THREADS = a.threads
+    import torch
+
+    torch.set_num_threads(THREADS)
     onnx_cache = os.path.join(a.cache, "onnx")
-    print(f"threads={len(os.sched_getaffinity(0))} load={os.getloadavg()[0]:.1f}")
+    print(f"threads={THREADS} (of {len(os.sched_getaffinity(0))} CPUs) load={os.getloadavg()[0]:.1f}")
     if a.what == "encode":
         bench_encode(a.limit or 5183, onnx_cache)
     elif a.what == "cross":

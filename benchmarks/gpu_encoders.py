@@ -53,10 +53,10 @@ def main() -> None:
     a = ap.parse_args()
     import torch
     from bench_encoders import _dl19, _scifact_texts
-    from contract import random_cross_encoder
     from sentence_transformers import CrossEncoder, SentenceTransformer
 
     from rankstack.encoders.runtime import BiEncoder, CrossEncoderModel, default_model_path
+    from rankstack.testing import random_head_cross_encoder as random_cross_encoder
 
     dev = a.device
     dtype = "bfloat16" if dev.startswith("cuda") else "float32"

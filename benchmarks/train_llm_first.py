@@ -4,13 +4,21 @@ before and after on SciFact test queries (BM25 top-``depth``), paired by query.
 Teacher: the train qrels (judged passages first, then BM25 order); windows of ``--window`` passages
 cut from BM25 top-``depth`` as a sliding window (stride ``window/2``) sees them, shown shuffled (seeded;
 ``--order shuffled``, the default) or in BM25 order (``--order bm25``, the order the sliding window shows
-them at test time). ``--objective``: first | generation | combined | fullrank (rankstack.train.llm).
+them at test time). ``--objective``: first | generation | combined | fullrank | lipo (rankstack.train.llm;
+lipo: ``--beta``, ``--responses`` permutations per window).
 Scoring: :class:`rankstack.llm.scorers.FirstScorer` with ``prime="["`` (the position the model was
 trained on), sliding window of the same size and stride, one pass; the untrained model is scored the
 same way. CPU, one thread:
 
     OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 nice -n 10 python benchmarks/train_llm_first.py \\
         --steps 40 --window 10 --max-words 30 --test-queries 30
+
+Ranking accuracy (Chen et al., NeurIPS 2024; ``rankstack.train.llm.ranking_accuracy``) of the untrained
+model (which is also LiPO's reference) and the trained one on the LiPO preference pairs of the test
+queries' windows (same window/order, labels from the test qrels) and of the first ``--rank-acc-train``
+training windows, with the idealised ranking accuracy from the untrained model at ``--beta`` and at the
+grid of Chen et al.'s code (0.01, 0.1, 1, 5, 10), alpha 0.75; on by default for ``--objective lipo``
+(``--rank-acc``/``--no-rank-acc``).
 
 ``--baseline BENCH.json`` reuses the untrained model's per-query scores of an earlier run with the same
 test settings (the untrained scoring is deterministic), saving its ~5 minutes; ``--json`` also writes
@@ -76,7 +84,16 @@ def main() -> None:
                     help="bench.json of an earlier run: reuse its untrained scores")
     ap.add_argument("--diag-queries", type=int, default=12, help="test queries of the first-label diagnostic")
     ap.add_argument("--json", default=None, help="also write the result JSON (no per-step parts) here")
+    ap.add_argument("--beta", type=float, default=0.05, help="lipo: scale of the log-ratios")
+    ap.add_argument("--responses", type=int, default=4, help="lipo: permutations per window")
+    ap.add_argument("--rank-acc", action=argparse.BooleanOptionalAction, default=None,
+                    help="ranking accuracy before/after (default: on for lipo)")
+    ap.add_argument("--rank-acc-train", type=int, default=30, help="training windows in the ranking accuracy")
+    ap.add_argument("--alpha", type=float, default=0.75, help="ground-truth preference probability of the "
+                    "idealised ranking accuracy")
     a = ap.parse_args()
+    if a.rank_acc is None:
+        a.rank_acc = a.objective == "lipo"
 
     import numpy as np
     import torch
@@ -147,7 +164,8 @@ def main() -> None:
         f"{np.mean(list(bm.values())):.4f}")
     out = f"{a.out}/{a.objective}-{a.order}-{a.teacher}-w{a.window}-s{a.steps}"
     cfg = LLMTrainConfig(output_dir=out, objective=a.objective, max_steps=a.steps, learning_rate=a.lr,
-                         lora_r=a.lora_r, seed=a.seed, max_length=4096, warmup_steps=a.warmup)
+                         lora_r=a.lora_r, seed=a.seed, max_length=4096, warmup_steps=a.warmup, beta=a.beta,
+                         lipo_responses=a.responses)
     from transformers import TrainerCallback
 
     class Progress(TrainerCallback):
@@ -168,6 +186,29 @@ def main() -> None:
     diag = {name: first_choices(be, queries, corpus, test_run, qrels_test, test_q[: a.diag_queries], a.window,
                                 a.max_words) for name, be in (("untrained", base), ("trained", trained))}
     log(f"first label on the top-{a.window} BM25-order window: {diag}")
+    rank_acc = None
+    if a.rank_acc:
+        from rankstack.train.llm import idealised_ranking_accuracy, pair_logprobs, preference_pairs
+
+        t = time.time()
+        test_ws = build_windows(queries, corpus, bm25, qrels_test, window=a.window, depth=a.depth, seed=a.seed,
+                                max_words=a.max_words, qids=test_q, shuffle=a.order == "shuffled")
+        sets = {"test": preference_pairs(test_ws, a.responses, a.seed),
+                "train": preference_pairs(windows[: a.rank_acc_train], a.responses, a.seed)}
+        rank_acc = {"alpha": a.alpha, "responses": a.responses}
+        for name, pairs in sets.items():
+            r = {"windows": len({(p.window.qid, p.window.start) for p in pairs}), "pairs": len(pairs)}
+            # every answer of a window has the same number of tokens (one per identifier, the same
+            # separators), so length normalisation cannot change a pair's order: plain log-probs only
+            for label, be in (("untrained", base), ("trained", trained)):
+                lw, ll = pair_logprobs(be.model, be, pairs)
+                r[label] = sum(x > y for x, y in zip(lw, ll)) / len(pairs)
+                r[f"{label}_mean_margin"] = sum(x - y for x, y in zip(lw, ll)) / len(pairs)
+                if label == "untrained":  # the untrained model is LiPO's reference
+                    r["idealised"] = {str(b): idealised_ranking_accuracy(lw, ll, b, a.alpha)
+                                      for b in sorted({a.beta, 0.01, 0.1, 1.0, 5.0, 10.0})}
+            rank_acc[name] = r
+        log(f"ranking accuracy ({time.time() - t:.0f}s): {rank_acc}")
 
     def m(d):
         return float(np.mean([d[q] for q in test_q]))
@@ -180,14 +221,14 @@ def main() -> None:
         return {"first10": float(np.mean([r[k] for r in parts[:10]])),
                 "last10": float(np.mean([r[k] for r in parts[-10:]]))}
 
-    k = "rank" if a.objective == "first" else "lm"
+    k = {"first": "rank", "lipo": "lipo"}.get(a.objective, "lm")
     first_loss, last_loss = curve(k)["first10"], curve(k)["last10"]
     res = {"args": vars(a), "train_windows": len(windows), "test_queries": len(test_q),
            "bm25": m(bm), "untrained": m(before), "trained": m(after),
            "p_trained_vs_untrained": p(after, before), "p_trained_vs_bm25": p(after, bm),
            "s_per_query_untrained": round(s_before, 2), "s_per_query_trained": round(s_after, 2),
            "loss_first10": first_loss, "loss_last10": last_loss,
-           "loss_parts": {k: curve(k) for k in parts[0]}, "first_choice": diag, **meta}
+           "loss_parts": {k: curve(k) for k in parts[0]}, "first_choice": diag, "ranking_accuracy": rank_acc, **meta}
     print(json.dumps(res, indent=1))
     if a.json:
         with open(a.json, "w") as fh:

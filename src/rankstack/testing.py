@@ -58,6 +58,7 @@ __all__ = [
     "check_stage",
     "checks_for",
     "parametrize_with_checks",
+    "LlamaServer",
     "registered_factories",
     "synthetic_collection",
 ]
@@ -421,3 +422,86 @@ def registered_factories() -> dict[str, StageSpec]:
         else:
             raise ConfigError(f"registered stage {e.name!r} has no quick factory in rankstack.testing")
     return out
+
+
+class LlamaServer:
+    """A real llama-cpp-python OpenAI-compatible server on a GGUF model (default: the packaged
+    SmolLM2-135M-Instruct), for tests and benchmarks of the HTTP backend and its pool::
+
+        with LlamaServer() as srv:                       # started, and answering /v1/models
+            be = HTTPBackend(srv.url, model="smollm2")
+            ...
+            srv.stop()                                   # a server that dies mid-run (idempotent)
+
+    ``threads`` is llama.cpp's ``--n_threads``; ``logits_all`` is on (query likelihood needs it). The
+    server's output goes to ``log`` (a temporary file by default); a server that exits or does not
+    answer within ``timeout`` seconds raises ``RuntimeError`` with the end of that log.
+    """
+
+    def __init__(self, model: str | None = None, *, threads: int = 1, n_ctx: int = 2048,
+                 log: str | Path | None = None, timeout: float = 180.0):
+        self.model, self.threads, self.n_ctx, self.timeout = model, int(threads), int(n_ctx), float(timeout)
+        self.log = Path(log) if log is not None else Path(tempfile.mkdtemp(prefix="rankstack-llama-")) / "server.log"
+        self.url = ""
+        self._proc: Any = None
+        self._fh: Any = None
+
+    def start(self) -> LlamaServer:
+        import os
+        import socket
+        import subprocess
+        import sys
+        import time
+
+        from rankstack.optional import require
+
+        httpx = require("httpx", "llm")
+        require("llama_cpp", "llm")
+        if self.model is None:
+            from rankstack.llm.backends.models import smollm2_gguf
+
+            self.model = smollm2_gguf()
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        self._fh = open(self.log, "w")
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(self.model), "--host", "127.0.0.1",
+             "--port", str(port), "--n_ctx", str(self.n_ctx), "--logits_all", "true",
+             "--n_threads", str(self.threads), "--verbose", "false"],
+            stdout=self._fh, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        self.url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                self.stop()
+                raise RuntimeError(f"llama.cpp server exited: {self.log.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{self.url}/v1/models", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"llama.cpp server did not answer within {self.timeout:.0f} s: "
+                           f"{self.log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        import subprocess
+
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(10)
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def __enter__(self) -> LlamaServer:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()

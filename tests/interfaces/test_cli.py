@@ -180,6 +180,7 @@ def test_user_error_is_one_line_and_a_bug_says_so(tmp_path, monkeypatch, capsys)
         return 1 / 0
 
     monkeypatch.setattr(formats, "read_qrels", broken)
+    monkeypatch.setattr("rankstack.data.formats._columnar.read_pair", broken)  # regular files' fast path
     with pytest.raises(SystemExit) as e:
         cli.main(["evaluate", str(DL19 / "qrels.txt"), str(DL19 / "bm25.top100.trec")])
     err = capsys.readouterr().err
@@ -209,6 +210,27 @@ def test_index_dense_without_a_model_takes_the_default(tmp_path):
     (tmp_path / "q.tsv").write_text("q1\ttopic 1\n")
     p = rs("search", str(tmp_path / "idx"), str(tmp_path / "q.tsv"), "-o", str(tmp_path / "run"), "--retriever",
            "hybrid", "--k", "5")
+    assert p.returncode == 0, p.stderr
+    assert len((tmp_path / "run").read_text().splitlines()) == 5
+
+
+def test_index_dense_pq_and_its_conflicts(tmp_path):
+    import json
+
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text("".join(json.dumps({"_id": f"d{i}", "title": "", "text": f"document {i} on topic {i % 7}"})
+                            + "\n" for i in range(300)))
+    p = rs("index", str(docs), "-o", str(tmp_path / "idx"), "--dense", "--hnsw", "--pq", "48")
+    assert p.returncode == 2 and "--hnsw and --pq" in p.stderr
+    p = rs("index", str(docs), "-o", str(tmp_path / "idx"), "--dense", "--pq", "48")
+    assert p.returncode == 0, p.stderr
+    manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
+    assert manifest["dense"]["kind"] == "pq" and manifest["dense"]["pq_m"] == 48
+    meta = json.loads((tmp_path / "idx" / "dense" / "index_meta.json").read_text())
+    assert meta["kind"] == "pq" and meta["pq_m"] == 48 and meta["n"] == 300
+    (tmp_path / "q.tsv").write_text("q1\tdocument 5 on topic 5\n")
+    p = rs("search", str(tmp_path / "idx"), str(tmp_path / "q.tsv"), "-o", str(tmp_path / "run"), "--retriever",
+           "dense", "--k", "5")
     assert p.returncode == 0, p.stderr
     assert len((tmp_path / "run").read_text().splitlines()) == 5
 

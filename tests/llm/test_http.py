@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import socket
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -31,38 +29,10 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    import httpx
+    from rankstack.testing import LlamaServer
 
-    from rankstack.llm.backends.models import smollm2_gguf
-
-    port = _free_port()
-    log = tmp_path_factory.mktemp("srv") / "server.log"
-    fh = open(log, "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", smollm2_gguf(), "--host", "127.0.0.1",
-         "--port", str(port), "--n_ctx", "2048", "--logits_all", "true", "--n_threads", "1", "--verbose", "false"],
-        stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(180):
-            if proc.poll() is not None:
-                raise RuntimeError(f"llama.cpp server exited: {log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/v1/models", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(1)
-        else:
-            raise RuntimeError("llama.cpp server did not start in 180 s")
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        fh.close()
+    with LlamaServer(log=tmp_path_factory.mktemp("srv") / "server.log") as srv:
+        yield srv.url
 
 
 def test_chat_generate_and_usage(server):
@@ -160,8 +130,6 @@ def test_api_key_from_the_environment_or_the_argument(monkeypatch):
 
 
 def test_llm_cli_options_reach_the_reranker(tmp_path):
-    import subprocess
-    import sys
 
     base = [sys.executable, "-m", "rankstack.interfaces.cli", "rerank", "data/trec-dl-2019/bm25.top100.trec",
             "data/trec-dl-2019/queries.tsv", "dl19", "-o", str(tmp_path / "x")]
@@ -169,3 +137,68 @@ def test_llm_cli_options_reach_the_reranker(tmp_path):
     p = subprocess.run([*base, "--reranker", "dense-rerank", "--window", "4"], cwd=root, capture_output=True,
                        text=True, timeout=300)
     assert p.returncode == 2 and "apply to the LLM rerankers, not 'dense-rerank'" in p.stderr
+
+
+def test_pool_urls_are_checked():
+    from rankstack.errors import ConfigError
+    from rankstack.llm.backends.http import pool_urls
+
+    assert pool_urls("http://a:1, http://b:2/v1/") == ["http://a:1/v1", "http://b:2/v1"]
+    assert pool_urls(["http://a:1"]) == ["http://a:1/v1"]
+    for bad, msg in ((" , http://a:1", "empty"), (["http://a:1", "http://a:1/v1"], "twice"), ([], "no server"),
+                     (["http://a:1", 3], "non-string")):
+        with pytest.raises(ConfigError, match=msg):
+            pool_urls(bad)
+
+
+def test_a_pool_of_two_servers_shares_the_work_and_survives_one_dying(server, tmp_path):
+    """Issue #21's backend pool, on two REAL llama.cpp servers: the queries are shared between them;
+    the second server is killed between two halves of the queries and the second half is answered by
+    the first with nothing lost; every reranked list equals the one-server run."""
+    from rankstack.llm.backends.http import HTTPBackend
+    from rankstack.stages.llm import LLMReranker
+
+    texts = ["Paris is the capital of France.", "Bananas are yellow fruit.", "The Seine flows through Paris.",
+             "Mount Everest is the highest mountain.", "Apples can be red or green.", "Berlin is in Germany."]
+    docs = {f"d{i}": Document(f"d{i}", t) for i, t in enumerate(texts)}
+    qs = [Query(str(i), q) for i, q in enumerate(["capital of france", "yellow fruit", "highest mountain",
+                                                   "german city", "river in paris", "red fruit"])]
+    run = Run({q.id: {d: float(-j) for j, d in enumerate(docs)} for q in qs})
+
+    def rerank(base_url, queries):
+        be = HTTPBackend(base_url, model="smollm2", endpoint="chat", concurrency=2, retries=3, backoff=0.05)
+        st = LLMReranker("pointwise", backend=be, docs=docs, concurrency=2)
+        return st(queries, run), be
+
+    from rankstack.testing import LlamaServer
+
+    single, _ = rerank(server, qs)
+    with LlamaServer(log=tmp_path / "server2.log") as srv2:
+        url2 = srv2.url
+        first, pool = rerank([server, url2], qs[:3])
+        assert pool.served[server + "/v1"] > 0 and pool.served[url2 + "/v1"] > 0, pool.served
+        assert sum(pool.served.values()) == 3 * len(docs) and pool.failovers == 0
+        srv2.stop()  # the second server dies
+    be = pool
+    st = LLMReranker("pointwise", backend=be, docs=docs, concurrency=2)
+    before = dict(be.served)
+    second = st(qs[3:], run)
+    assert be.failovers > 0 and be.served[url2 + "/v1"] == before[url2 + "/v1"]
+    assert sum(be.served.values()) == len(qs) * len(docs)  # every request answered once, none lost
+    for q in qs:
+        got = (first if q.id in first else second)[q.id]
+        assert list(got) == list(single[q.id])
+        assert np.allclose(list(got.values()), list(single[q.id].values()), atol=1e-9)
+    be.close()
+
+
+def test_a_pool_with_every_server_down_names_them_all():
+    from rankstack.llm.backends import BackendError
+    from rankstack.llm.backends.http import HTTPBackend
+
+    a, b = f"http://127.0.0.1:{_free_port()}", f"http://127.0.0.1:{_free_port()}"
+    be = HTTPBackend(f"{a},{b}", retries=2, backoff=0.01, timeout=2)
+    with pytest.raises(BackendError, match=r"pool of 2 servers failed after 3 attempts") as e:
+        be.generate(["hi"], max_tokens=2)
+    assert a in str(e.value) and b in str(e.value) and be.failovers == 3
+    be.close()

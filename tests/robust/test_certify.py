@@ -15,6 +15,7 @@ from rankstack.index.bm25 import BM25Index
 from rankstack.robust.certify import (
     CERTIFY_KS,
     Affine,
+    NoiseAugmenter,
     SmoothedRanker,
     SubstitutionSets,
     certify,
@@ -249,3 +250,48 @@ def test_bad_input_raises_rankstack_errors():
             bad()
     with pytest.raises(ConfigError, match="no candidate documents"):
         certify(sm, queries[:1], {})
+
+
+def test_noise_augmenter_draws_from_the_smoothing_sets():
+    """Noise-augmented training (issue #19): every replaced word is a member of its smoothing set,
+    capitalisation and punctuation kept; p=1 draws uniformly from S(x) (the word itself included);
+    smaller p changes fewer words; the same seed gives the same texts; the collator augments
+    documents, never queries."""
+    from rankstack.train.data import CrossEncoderCollator
+
+    sets = SubstitutionSets(list(TABLE) + PLAIN, lambda w: TABLE.get(w, []), max_neighbours=2, max_set=3)
+    text = "Drug therapy, tumor protein."
+    aug = NoiseAugmenter(sets, p=1.0, seed=0)
+    outs = [aug(text).split() for _ in range(3000)]
+    assert all(o[1] == "therapy," and o[3] == "protein." for o in outs)  # words without a set stay
+    first = [o[0] for o in outs]
+    assert set(first) == {"Drug", "Medicine", "Remedy"}  # capitalised like the original
+    counts = np.array([first.count(w) for w in ("Drug", "Medicine", "Remedy")])
+    assert np.all(np.abs(counts - 1000) < 100), counts  # uniform over S(drug), 3 members
+    third = [o[2] for o in outs]
+    assert set(third) == {"tumor,", "tumour,"} or set(third) == {"tumor", "tumour"}  # punctuation kept
+    assert aug.texts == 3000 and 0 < aug.words_changed < 2 * 3000
+    again = NoiseAugmenter(sets, p=1.0, seed=0)
+    assert [again(text).split() for _ in range(3000)] == outs
+    light = NoiseAugmenter(sets, p=0.2, seed=0)
+    for _ in range(3000):
+        light(text)
+    assert light.words_changed < aug.words_changed / 3
+    assert NoiseAugmenter(sets, seed=1)("protein gene") == "protein gene"
+    for bad in (0.0, 1.5, -1):
+        with pytest.raises(ConfigError, match="noise substitution probability"):
+            NoiseAugmenter(sets, p=bad)
+
+    class Tok:  # records what the collator tokenises
+        def __call__(self, qs, ds, **kw):
+            import torch
+
+            self.qs, self.ds = qs, ds
+            return {"input_ids": torch.zeros((len(qs), 4), dtype=torch.long),
+                    "attention_mask": torch.ones((len(qs), 4), dtype=torch.long)}
+
+    tok = Tok()
+    coll = CrossEncoderCollator(tok, max_length=64, augment=NoiseAugmenter(sets, p=1.0, seed=3))
+    batch = [{"query": "drug tumor", "docs": ["drug tumor"] * 20, "labels": [1.0] + [0.0] * 19, "idx": 0}]
+    coll(batch)
+    assert tok.qs == ["drug tumor"] * 20 and len(set(tok.ds)) > 1  # the query is never changed

@@ -188,6 +188,30 @@ def test_ray_rerank_with_token_budget_batches(cluster, docs, queries_and_run, tm
     assert [[d for d, _ in whole.ranked(q.id)] for q in qs] == [[d for d, _ in remote.ranked(q.id)] for q in qs]
 
 
+def test_llm_rerank_on_ray_over_a_backend_pool_equals_local(cluster, docs, queries_and_run, tmp_path):
+    """An LLM reranker on 2 Ray workers sharing a pool of two REAL llama.cpp servers (issue #21's
+    backend pool): both servers answer, and the run file is byte-identical to one process talking to
+    one server."""
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python[server] is not installed")
+    from rankstack.stages.build import BuildContext, build_stage
+    from rankstack.testing import LlamaServer
+
+    qs, run = queries_and_run
+    qs, run = qs[:4], run.cut(4)
+    by_id = {d.id: d for d in docs}
+    with LlamaServer(log=tmp_path / "a.log") as a, LlamaServer(log=tmp_path / "b.log") as b:
+        spec = {"stage": "pointwise", "backend": "http", "model": "smollm2", "max_words": 30,
+                "backend_opts": {"endpoint": "chat", "concurrency": 1}}
+        local = build_stage({**spec, "base_url": a.url}, BuildContext(_docs=by_id))(qs, run)
+        remote = rerank_ray({**spec, "base_url": [a.url, b.url]}, qs, run, by_id, workers=2, queries_per_batch=1)
+        assert _trec(local, tmp_path / "local.trec") == _trec(remote, tmp_path / "ray.trec")
+        assert len(remote.stats["pids"]) == 2
+    # uvicorn's access log of each server: the local run's 16 requests went to a; the Ray run's 16
+    # were shared, none lost or repeated
+    n_a, n_b = ((tmp_path / f).read_text().count("POST /v1/chat/completions") for f in ("a.log", "b.log"))
+    assert n_b > 0 and n_a + n_b == 2 * 4 * 4, (n_a, n_b)
+
+
 def test_rerank_names_missing_text(cluster, queries_and_run):
     qs, run = queries_and_run
     with pytest.raises(StageError, match="no text for document"):
@@ -233,7 +257,44 @@ def test_sharded_search_equals_one_index_on_scifact(cluster, local_index, tmp_pa
     sharded.close()
     ref_s, ref_r = local_index.search(q, 100)
     assert np.array_equal(r, ref_r) and np.abs(s - ref_s).max() <= 1e-6
-    assert sum(sharded.shard_memory()) == N_DOCS * 384 * 4
+    mem = sum(sharded.shard_memory())
+    assert N_DOCS * 384 * 4 <= mem < N_DOCS * 384 * 4 + 3 * 256  # the vectors and a small header a shard
+
+
+def test_sharded_pq_equals_one_pq_index_and_hnsw_shards_recall(cluster, local_index, tmp_path):
+    """PQ shards share one codebook, so their merged top-k equals one PQ index over all vectors
+    (scores bit for bit) at pq_m bytes a vector; HNSW shards are approximate (one graph per shard):
+    their recall@10 against exact search is high but is what it is, not 1 by construction."""
+    from rankstack.index.dense import DenseIndex, train_pq
+
+    qs = read_queries(SCIFACT / "queries.jsonl")[:50]
+    q = local_index._encoder.encode([x.text for x in qs])
+    emb = _vectors(local_index)
+    pq = ShardedDenseIndex.write(local_index.ids, emb, tmp_path / "pq", 3, meta={"metric": "cosine"}, kind="pq",
+                                 pq_m=48)
+    one = DenseIndex.from_embeddings(local_index.ids, emb, kind="pq", quantizer=train_pq(emb, 48),
+                                     meta={"metric": "cosine"})
+    ref_s, ref_r = exact_search(one, q, 20)
+    for on_ray in (False, True):
+        s, r = pq.search(q, 20, on_ray=on_ray)
+        assert np.array_equal(s, ref_s) and np.array_equal(r, ref_r)
+    pq.close()
+    mem = sum(pq.shard_memory())
+    assert N_DOCS * 48 <= mem < N_DOCS * 48 + 3 * (256 * 384 * 4 + 1024)  # codes + one codebook a shard
+    ex_s, ex_r = local_index.search(q, 10)
+    pq_recall = np.mean([len(set(a[:10]) & set(b)) / 10 for a, b in zip(ref_r, ex_r)])
+    assert 0.5 < pq_recall < 1.0  # compressed 32x: close to exact, not equal
+    hn = ShardedDenseIndex.write(local_index.ids, emb, tmp_path / "hnsw", 3, meta={"metric": "cosine"},
+                                 kind="hnsw", m=16)
+    s, r = hn.search(q, 10, on_ray=True, ef_search=64)
+    hn.close()
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(r, ex_r)])
+    assert recall >= 0.95
+    assert (np.diff(s, axis=1) <= 0).all()  # merged in score order
+    with pytest.raises(ConfigError, match="pq_m must divide"):
+        ShardedDenseIndex.write(local_index.ids, emb, tmp_path / "bad", 2, kind="pq", pq_m=7)
+    with pytest.raises(ConfigError, match="kind must be"):
+        ShardedDenseIndex.write(local_index.ids, emb, tmp_path / "bad", 2, kind="ivf")
 
 
 def test_merge_topk_pads_and_validates():
@@ -434,3 +495,37 @@ def test_default_threads_honours_omp_num_threads(monkeypatch):
     assert default_threads() == len(os.sched_getaffinity(0))
     monkeypatch.delenv("OMP_NUM_THREADS")
     assert default_threads() == len(os.sched_getaffinity(0))
+
+
+def test_evaluation_on_ray_equals_local(cluster, docs):
+    """Per-query values and means of evaluate_ray are bit-identical to the local evaluation, on a run
+    with many ties, queries without qrels, qrels queries without a run (all_judged), and an ir_measures
+    measure (Bpref); the chunks are small so several tasks run."""
+    from rankstack.data.formats import read_qrels
+    from rankstack.measures import evaluate
+    from rankstack.scale import evaluate_ray
+
+    qrels = read_qrels(SCIFACT / "qrels" / "test.tsv")
+    rng = np.random.default_rng(0)
+    ids = [d.id for d in docs]
+    data = {}
+    for q in list(qrels)[20:]:  # the first 20 qrels queries have no run
+        cand = list(rng.choice(ids, 60, replace=False)) + list(qrels[q])[:1]
+        data[q] = {str(d): float(np.round(rng.random(), 1)) for d in cand}  # scores on a 0.1 grid: ties
+    for j in range(5):
+        data[f"extra-{j}"] = {ids[j]: 1.0}  # no qrels: ignored
+    run = Run(data)
+    measures = ["nDCG@10", "AP", "R@100", "RR", "P@5", "Bpref"]
+    for all_judged in (False, True):
+        local = evaluate(qrels, run, measures, all_judged=all_judged)
+        remote = evaluate_ray(qrels, run, measures, all_judged=all_judged, workers=2, queries_per_task=37)
+        assert remote.queries == local.queries and remote.stats["tasks"] > 2
+        for m in measures:
+            assert np.array_equal(remote.arrays[m], local.arrays[m]), m
+            assert remote[m] == local[m]
+        assert remote.ignored_run_queries == local.ignored_run_queries == 5
+        assert remote.missing_run_queries == local.missing_run_queries == 20
+        assert remote.provider("Bpref") == local.provider("Bpref") != remote.provider("AP")
+    assert 0 < local["nDCG@10"] < 1
+    with pytest.raises(Exception, match="nDCG@x"):
+        evaluate_ray(qrels, run, ["nDCG@x"], workers=2)

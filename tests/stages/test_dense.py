@@ -133,3 +133,33 @@ def test_dl19_bi_encoder_rerank_ndcg():
         out = DenseReranker(docs)(queries, run)
     assert out.num_items() == 4300
     assert evaluate(qrels, out, ["nDCG@10"])["nDCG@10"] == pytest.approx(0.6424, abs=0.005)
+
+
+def test_pq_index_compresses_retrieves_and_checks_its_shape(tmp_path, enc):
+    """kind="pq" (issue #21's compressed shards): pq_m bytes a vector on disk, loaded memory-mapped, a
+    passage's own text still ranks it near the top; bad shapes are ConfigErrors naming the problem."""
+    from rankstack.errors import ConfigError
+    from rankstack.index.dense import INDEX_FILE, train_pq
+
+    docs = _dl19_docs(300)
+    DenseIndex.build(docs, tmp_path / "pq", encoder=enc, kind="pq", pq_m=48, progress=False)
+    size = (tmp_path / "pq" / INDEX_FILE).stat().st_size
+    assert 300 * 48 <= size < 300 * 48 + 256 * 384 * 4 + 4096  # codes + the codebook, vs 460,800 flat
+    loaded = DenseIndex.load(tmp_path / "pq")
+    assert loaded.meta["kind"] == "pq" and loaded.meta["pq_m"] == 48 and len(loaded) == 300
+    items = list(docs.values())
+    queries = [Query(d.id, d.text) for d in items[:20]]
+    run = DenseRetriever(loaded, encoder=enc, k=10)(queries)
+    top3 = sum(q.id in [d for d, _ in run.ranked(q.id)[:3]] for q in queries)
+    assert top3 >= 17, top3  # approximate: most passages find themselves in the top 3
+    _, emb = load_embeddings(tmp_path / "pq" / "encodings")
+    with pytest.raises(ConfigError, match="pq_m must divide the dimension 384"):
+        train_pq(emb, 7)
+    with pytest.raises(ConfigError, match="at least 256 training vectors"):
+        train_pq(emb[:100], 48)
+    with pytest.raises(ConfigError, match="applies to kind='pq'"):
+        DenseIndex.from_embeddings(list(docs)[:10], emb[:10], kind="flat", quantizer=train_pq(emb, 48))
+    full = train_pq(emb, 48)
+    full.add(emb[:1])
+    with pytest.raises(ConfigError, match="empty trained PQ index"):
+        DenseIndex.from_embeddings(list(docs)[:10], emb[:10], kind="pq", quantizer=full)

@@ -295,3 +295,25 @@ def test_distill_loss_is_added_to_the_label_loss(tmp_path):
     assert l1 > l0 > 0
     with pytest.raises(ValueError, match="use_teacher_scores=False"):
         train_cross_encoder(_cfg(tmp_path / "y", distill_loss="margin_mse", use_teacher_scores=True, **kw))
+
+
+def test_noise_augmented_training_changes_what_the_model_sees(tmp_path):
+    """train_cross_encoder(augment=NoiseAugmenter(...)): WordNet smoothing-set substitutions in the
+    training documents (issue #19's noise-augmented training); the same seed trains the same weights,
+    and the weights differ from plain training's."""
+    from pathlib import Path
+
+    if not Path("/usr/share/wordnet/data.noun").exists():
+        pytest.skip("Debian's wordnet-base is not installed")
+    from rankstack.robust.certify import NoiseAugmenter, SubstitutionSets
+
+    texts = [t for tr in read_triples(TRIPLES) for t in tr[1:]]
+    sets = SubstitutionSets.from_wordnet(texts, max_neighbours=2, max_set=8)
+    kw = dict(max_steps=3, save_steps=3)
+    aug = NoiseAugmenter(sets, p=1.0, seed=5)
+    noisy = _weights(train_cross_encoder(_cfg(tmp_path / "noisy", **kw), augment=aug))
+    assert aug.texts >= 3 * 2 * 2 and aug.words_changed > 0
+    same = _weights(train_cross_encoder(_cfg(tmp_path / "same", **kw), augment=NoiseAugmenter(sets, p=1.0, seed=5)))
+    plain = _weights(train_cross_encoder(_cfg(tmp_path / "plain", **kw)))
+    name = "classifier.weight"
+    assert torch.equal(noisy[name], same[name]) and not torch.equal(noisy[name], plain[name])

@@ -27,6 +27,7 @@ applies ``onnxruntime.quantization.quantize_dynamic``).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import warnings
@@ -166,6 +167,7 @@ def default_max_tokens(backend: str, device: str = "cpu", dtype: str = "float32"
     return CPU_MAX_TOKENS.get(f"torch-{dtype}", CPU_MAX_TOKENS["torch-float32"])
 
 
+@functools.lru_cache(maxsize=1)
 def cpu_has_bf16() -> bool:
     """Whether this CPU runs bf16 matmuls natively (AVX512-BF16 or AMX; Linux ``/proc/cpuinfo``)."""
     try:
@@ -271,15 +273,15 @@ class _Runtime:
         self.backend = backend
         self.quantize = quantize
         self._max_tokens_arg = max_tokens
-        # final once the device and dtype are known (_load); until then the CPU default of the backend
-        self.max_tokens = int(max_tokens) if max_tokens is not None else default_max_tokens(
-            backend, str(device or "cpu"), "bfloat16" if dtype == "bfloat16" else "float32")
         self.max_batch = int(max_batch)
         self.threads = int(threads or default_threads())
         self.cache_dir = cache_dir
         self._requested_device = device
         self._requested_dtype = dtype
         self._max_length_arg = max_length
+        #: the token budget of a batch: the argument, else the measured default for the backend,
+        #: device and dtype this encoder resolves to (:meth:`_resolved`)
+        self.max_tokens = self._resolved()[2]
         self._tokenizer: Any = None
         self._runner: Callable[[dict[str, np.ndarray]], np.ndarray] | None = None
         self.device = "cpu"
@@ -314,9 +316,6 @@ class _Runtime:
             self._runner = onnx_runner(
                 self, self._build_torch_module, self.quantize, self.cache_dir, self.threads
             )
-        if self._max_tokens_arg is None:
-            self.max_tokens = default_max_tokens(self.backend, self.device,
-                                                 "bfloat16" if self.dtype == "bfloat16" else "float32")
 
     def _resolved(self) -> tuple[str, str, int]:
         """The device, dtype and batch budget this encoder runs with, known without loading the model.
@@ -380,7 +379,7 @@ class _Runtime:
         return out
 
     def config(self) -> dict[str, Any]:
-        _, dtype, budget = self._resolved()
+        dtype = self._resolved()[1]
         return {
             "model": self.model_path,
             "backend": self.backend,
@@ -388,7 +387,7 @@ class _Runtime:
             "max_length": self.max_length,
             "kind": self.kind,
             "dtype": dtype,
-            "max_tokens": budget,
+            "max_tokens": self.max_tokens,
         }
 
     @property

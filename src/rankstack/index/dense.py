@@ -187,11 +187,38 @@ def load_embeddings(enc_dir: str | os.PathLike) -> tuple[list[str], np.ndarray]:
     return ids, emb
 
 
+#: at most this many vectors train a PQ codebook (a seeded sample; FAISS asks for >= 256 per centroid set)
+PQ_TRAIN_MAX = 65_536
+
+
+def train_pq(vectors: np.ndarray, pq_m: int = 48, seed: int = 0) -> Any:
+    """An empty inner-product ``IndexPQ`` (``pq_m`` sub-vectors, 8 bits each) trained on ``vectors``
+    (a seeded sample of at most :data:`PQ_TRAIN_MAX` rows): the codebook the shards of one
+    collection share (``DenseIndex.from_embeddings(..., kind="pq", quantizer=...)``)."""
+    faiss = require("faiss", "dense")
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    dim = x.shape[1] if x.ndim == 2 else 0
+    if int(pq_m) < 1 or dim % int(pq_m):
+        raise ConfigError(f"pq_m must divide the dimension {dim}, got {pq_m}")
+    if len(x) < 256:
+        raise ConfigError(f"a PQ codebook needs at least 256 training vectors (8-bit codes), got {len(x)}")
+    if len(x) > PQ_TRAIN_MAX:
+        x = x[np.sort(np.random.default_rng(seed).choice(len(x), PQ_TRAIN_MAX, replace=False))]
+    index = faiss.IndexPQ(dim, int(pq_m), 8, faiss.METRIC_INNER_PRODUCT)
+    index.pq.cp.seed = int(seed)
+    index.train(x)
+    return index
+
+
 class DenseIndex:
     """Document ids + a FAISS inner-product index (+ the encoder configuration that built it).
 
     ``kind="flat"`` is exact search (``IndexFlatIP``); ``kind="hnsw"`` is ``IndexHNSWFlat`` (``M``
-    links per node, ``ef_construction``; ``ef_search`` at query time).
+    links per node, ``ef_construction``; ``ef_search`` at query time); ``kind="pq"`` is product
+    quantisation (``IndexPQ``: ``pq_m`` sub-vectors of 8-bit codes, ``pq_m`` bytes a vector against
+    ``4 * dim`` for flat, scanned exhaustively with asymmetric distances). Its codebook is trained
+    on the indexed vectors (a seeded sample of at most :data:`PQ_TRAIN_MAX`), or given as an empty
+    trained index (``quantizer``, see :func:`train_pq`) so that the shards of one collection share it.
     """
 
     def __init__(self, index: Any, ids: list[str], meta: dict[str, Any], path: Path | None = None):
@@ -210,7 +237,7 @@ class DenseIndex:
             idx = faiss.IndexHNSWFlat(dim, m, faiss.METRIC_INNER_PRODUCT)
             idx.hnsw.efConstruction = ef_construction
             return idx
-        raise ConfigError(f"index kind must be 'flat' or 'hnsw', got {kind!r}")
+        raise ConfigError(f"index kind must be 'flat', 'hnsw' or 'pq', got {kind!r}")
 
     @classmethod
     def from_embeddings(
@@ -221,10 +248,24 @@ class DenseIndex:
         kind: str = "flat",
         m: int = 32,
         ef_construction: int = 200,
+        pq_m: int = 48,
+        quantizer: Any = None,
         meta: dict[str, Any] | None = None,
     ) -> DenseIndex:
         emb = np.ascontiguousarray(emb, dtype=np.float32)
-        index = cls._new_index(emb.shape[1], kind, m, ef_construction)
+        if kind == "pq":
+            if quantizer is None:
+                quantizer = train_pq(emb, pq_m)
+            elif quantizer.ntotal or not quantizer.is_trained or quantizer.d != emb.shape[1]:
+                raise ConfigError(f"quantizer: an empty trained PQ index of dimension {emb.shape[1]} is needed "
+                                  f"(got ntotal={quantizer.ntotal}, trained={quantizer.is_trained}, d={quantizer.d})")
+            faiss = require("faiss", "dense")
+            index = faiss.clone_index(quantizer)
+            pq_m = int(index.pq.M)
+        elif quantizer is not None:
+            raise ConfigError(f"quantizer= applies to kind='pq', not {kind!r}")
+        else:
+            index = cls._new_index(emb.shape[1], kind, m, ef_construction)
         if len(emb):
             index.add(emb)
         meta = dict(meta or {})
@@ -237,6 +278,8 @@ class DenseIndex:
                 "n": len(ids),
             }
         )
+        if kind == "pq":
+            meta["pq_m"] = pq_m
         return cls(index, list(ids), meta)
 
     @classmethod
@@ -249,6 +292,7 @@ class DenseIndex:
         kind: str = "flat",
         m: int = 32,
         ef_construction: int = 200,
+        pq_m: int = 48,
         shard_size: int = 1024,
         metric: str = "cosine",
         progress: bool = True,
@@ -272,7 +316,7 @@ class DenseIndex:
             if metric == "cosine":
                 emb = _normalise(emb)
         meta = {"model": enc.config(), "metric": metric, "docs": docs_fingerprint(doc_list)}
-        out = cls.from_embeddings(ids, emb, kind=kind, m=m, ef_construction=ef_construction, meta=meta)
+        out = cls.from_embeddings(ids, emb, kind=kind, m=m, ef_construction=ef_construction, pq_m=pq_m, meta=meta)
         out._encoder = enc
         if out_dir is not None:
             out.save(out_dir)

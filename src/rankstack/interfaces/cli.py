@@ -72,6 +72,9 @@ def index(
     dense: Annotated[Optional[str], typer.Option("--dense", help="also build a dense index with MODEL (a bare "
                                                  "--dense or 'default': all-MiniLM-L6-v2)")] = None,
     hnsw: Annotated[bool, typer.Option("--hnsw", help="dense index: HNSW instead of exact search")] = False,
+    pq: Annotated[Optional[int], typer.Option("--pq", help="dense index: product quantisation with PQ_M "
+                                              "sub-vectors (PQ_M bytes a vector; must divide the "
+                                              "dimension, e.g. 48 for 384)")] = None,
     onnx: Annotated[bool, typer.Option("--onnx", help="dense encoding with ONNX Runtime")] = False,
     int8: Annotated[bool, typer.Option("--int8", help="ONNX dynamic int8 quantisation (implies --onnx)")] = False,
     shard_size: Annotated[int, typer.Option("--shard-size", help="dense encoding: documents per shard (a killed "
@@ -96,18 +99,22 @@ def index(
 
         enc_spec = {"model": None if dense == "default" else dense, "backend": "onnx" if (onnx or int8) else "torch",
                     "quantize": "int8" if int8 else None}
+        if hnsw and pq is not None:
+            raise ConfigError("--hnsw and --pq are two kinds of dense index: choose one")
+        kind = "hnsw" if hnsw else "pq" if pq is not None else "flat"
+        shape = {"kind": kind, **({"pq_m": pq} if pq is not None else {})}
         enc = BiEncoder(**enc_spec)
         _drop_stale_encoding(output / "dense", store.fingerprint)
         if ray or ray_address:  # the same index, encoded by Ray workers (each rebuilds the encoder from its spec)
             from rankstack.scale import build_dense_index_ray, init_ray
 
             init_ray(ray_address)
-            build_dense_index_ray(store.iter_docs(), output / "dense", enc_spec, kind="hnsw" if hnsw else "flat",
+            build_dense_index_ray(store.iter_docs(), output / "dense", enc_spec, **shape,
                                   shard_size=shard_size, workers=None, progress=True)
         else:
-            DenseIndex.build(store.iter_docs(), output / "dense", encoder=enc, kind="hnsw" if hnsw else "flat",
+            DenseIndex.build(store.iter_docs(), output / "dense", encoder=enc, **shape,
                              shard_size=shard_size, progress=True)
-        manifest["dense"] = {"model": dense, "kind": "hnsw" if hnsw else "flat", "int8": int8}
+        manifest["dense"] = {"model": dense, **shape, "int8": int8}
     (output / "manifest.json").write_text(json.dumps(manifest, indent=1))
     _console().print(f"indexed {len(store):,} documents into {output}")
 
@@ -176,15 +183,25 @@ def evaluate(
                                                    "the query id (ArguAna, Quora)")] = False,
 ) -> None:
     """Evaluate a run, printing trec_eval-style lines ``measure<TAB>qid|all<TAB>value``."""
-    from rankstack.data import datasets
-    from rankstack.data.formats import read_run
-    from rankstack.measures import evaluate as _evaluate
+    from rankstack.data.formats._columnar import read_pair
 
     measures = measure or ["nDCG@10", "AP", "RR@10", "R@100", "P@10"]
-    q = datasets.load_qrels(qrels)
-    r = read_run(run)
-    _check_overlap(q, r, qrels, run)
-    ev = _evaluate(q, r, measures, all_judged=all_judged, remove_query_doc=remove_query_doc)
+    ev = None
+    pair = read_pair(qrels, run)  # regular files as arrays (issue #22); None: the readers read them
+    if pair is not None:
+        from rankstack.measures.columnar import evaluate_columns
+
+        _check_overlap(dict.fromkeys(pair.qrels_qids, True), dict.fromkeys(pair.run_qids, True), qrels, run)
+        ev = evaluate_columns(pair, measures, all_judged=all_judged, remove_query_doc=remove_query_doc)
+    if ev is None:
+        from rankstack.data import datasets
+        from rankstack.data.formats import read_run
+        from rankstack.measures import evaluate as _evaluate
+
+        q = datasets.load_qrels(qrels)
+        r = read_run(run)
+        _check_overlap(q, r, qrels, run)
+        ev = _evaluate(q, r, measures, all_judged=all_judged, remove_query_doc=remove_query_doc)
     agg = {m: ev[m] for m in measures}
     perq = {m: ev.query_values(m) for m in measures}
     if as_json:
@@ -649,7 +666,8 @@ def attack(
             _console().print(f"{vname} {m} {proto}: {row['attacked']} targets, success {rate}, "
                              f"{row['victim_queries']} victim calls")
     out = {"victim": vname, "model": model, "run": str(run), "queries": [q.id for q, _ in asked], "k": k,
-           "goal": goal, "budget": budget, "seed": seed, "attacks": rows}
+           "goal": goal, "budget": budget, "max_words": max_words, "max_share": max_share, "seed": seed,
+           "attacks": rows}
     output.write_text(_strict_json(out))
     _console().print(f"-> {output}")
 
@@ -700,7 +718,7 @@ def _robust_setup(run: Path, queries: Path, collection: str, victim: str, model:
     victim spec's ``KEY=VALUE`` parameters (``-O``)."""
     from rankstack.data import datasets as _datasets
     from rankstack.data.formats import read_run
-    from rankstack.interfaces.service.command import _options
+    from rankstack.interfaces.service.command import parse_options
     from rankstack.robust.victim import BM25TextScorer
     from rankstack.stages.build import build_stage
 
@@ -716,7 +734,7 @@ def _robust_setup(run: Path, queries: Path, collection: str, victim: str, model:
             raise ConfigError(f"--victim {victim!r} is not a reranker; victims: bm25, {rerankers}")
     elif model is not None or option:
         raise ConfigError("--model and -O do not apply to the bm25 victim")
-    opts = _options(option)
+    opts = parse_options(option)
     cand = read_run(run)
     qs = _datasets.load_queries(queries)
     chosen = [q for q in qs if cand.get(q.id)]
@@ -773,7 +791,9 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="resume from the last checkpoint in OUTPUT")] = False,
     objective: Annotated[Optional[str], typer.Option("--objective", help="llm: first (FIRST's "
                                                   "weighted RankNet, default) | generation (LM) | combined (LM + "
-                                                  "ranking) | fullrank (rank-weighted LM)")] = None,
+                                                  "ranking) | fullrank (rank-weighted LM) | lipo (LiPO-lambda on "
+                                                  "ranked permutations) | grpo (Rank-R1 setwise reasoning, "
+                                                  "TRL GRPO; --window is the set size, default 4)")] = None,
     collection: Annotated[Optional[str], typer.Option("--collection", help="llm: collection file/dir, index dir "
                                                       "or known dataset (the passage texts)")] = None,
     teacher: Annotated[Optional[Path], typer.Option("--teacher", help="llm: run giving the gold order (default: "
@@ -785,6 +805,10 @@ def train(
     lora_r: Annotated[Optional[int], typer.Option("--lora-r", help="llm: LoRA rank (default 8; 0 = full "
                                                   "fine-tuning)")] = None,
     merge: Annotated[bool, typer.Option("--merge", help="llm: write the merged model, not the adapter")] = False,
+    beta: Annotated[Optional[float], typer.Option("--beta", help="llm, lipo: scale of the log-ratios against "
+                                                  "the reference (default 0.05)")] = None,
+    responses: Annotated[Optional[int], typer.Option("--responses", help="llm, lipo: ranked permutations per "
+                                                     "window (default 4)")] = None,
 ) -> None:
     """Train a cross-encoder or bi-encoder with a learning-to-rank loss, or an LLM reranker with FIRST's
     objectives (``llm``; HF Trainer underneath)."""
@@ -793,11 +817,11 @@ def train(
 
     llm_only = {"--objective": objective, "--collection": collection, "--teacher": teacher, "--window": window,
                 "--stride": stride, "--depth": depth, "--max-words": max_words, "--lora-r": lora_r,
-                "--merge": merge or None}
+                "--merge": merge or None, "--beta": beta, "--responses": responses}
     if kind == "llm":
         _train_llm(output, model, queries, qrels, candidates, loss, max_steps, max_length, batch_size, lr, seed,
                    resume, objective, collection, teacher, window, stride, depth, max_words, lora_r, merge,
-                   other={"--config": config, "--triples": triples, "--jsonl": jsonl, "--corpus": corpus,
+                   beta=beta, responses=responses, other={"--config": config, "--triples": triples, "--jsonl": jsonl, "--corpus": corpus,
                           "--n-neg": n_neg, "--epochs": epochs, "--head-lr": head_lr, "--head": head})
         return
     given_llm = sorted(k for k, v in llm_only.items() if v is not None)
@@ -844,7 +868,7 @@ def train(
 
 def _train_llm(output, model, queries, qrels, candidates, loss, max_steps, max_length, batch_size, lr, seed,
                resume, objective, collection, teacher, window, stride, depth, max_words, lora_r, merge,
-               other) -> None:
+               other, beta=None, responses=None) -> None:
     """``rankstack train llm``: windows from CANDIDATES (default: the teacher run) ordered by --teacher
     (or --qrels), then :func:`rankstack.train.llm.train_llm`."""
     from rankstack.data import datasets as _ds
@@ -855,8 +879,10 @@ def _train_llm(output, model, queries, qrels, candidates, loss, max_steps, max_l
     bad = sorted(k for k, v in other.items() if v is not None)
     if bad:
         raise ConfigError(f"option(s) {bad} do not apply to 'llm' training")
-    if objective is not None and objective not in OBJECTIVES:
-        raise ConfigError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    if objective is not None and objective not in (*OBJECTIVES, "grpo"):
+        raise ConfigError(f"--objective must be one of {', '.join((*OBJECTIVES, 'grpo'))}, got {objective!r}")
+    if (beta is not None or responses is not None) and (objective or "first") != "lipo":
+        raise ConfigError("--beta and --responses apply to --objective lipo only")
     if queries is None or collection is None:
         raise ConfigError("llm training needs --queries and --collection")
     if teacher is None and qrels is None:
@@ -877,6 +903,28 @@ def _train_llm(output, model, queries, qrels, candidates, loss, max_steps, max_l
     if missing:
         raise ConfigError(f"{queries}: query {missing[0]!r} of {candidates or teacher} has no text")
     docs = _context_for(collection).docs
+    last = None
+    if resume:
+        ckpts = sorted(output.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+        last = str(ckpts[-1]) if ckpts else None
+        if last is None:
+            raise ConfigError(f"--resume: no checkpoint-* directory in {output}")
+    if objective == "grpo":  # Rank-R1's setwise reasoning format, TRL's GRPOTrainer
+        from rankstack.train.grpo import GRPOTrainConfig, build_sets, train_grpo
+
+        if loss is not None or batch_size is not None or stride is not None:
+            raise ConfigError("--loss, --batch-size and --stride do not apply to --objective grpo")
+        sets = build_sets(qs, docs, cand, gold, k=window or 4, depth=depth or 20,
+                          teacher_kind="run" if teacher is not None else "qrels", seed=seed or 0,
+                          max_words=max_words or 100, qids=qids)
+        gcfg = GRPOTrainConfig(output_dir=str(output), model=model or "smollm2", lora_r=8 if lora_r is None else lora_r,
+                               merge=merge, max_words=max_words or 100,
+                               **{k: v for k, v in {"max_steps": max_steps, "max_completion_length": max_length,
+                                                    "learning_rate": lr, "seed": seed}.items() if v is not None})
+        meta = train_grpo(gcfg, sets, resume_from_checkpoint=last)
+        _console().print(f"{len(sets)} sets, {meta['steps']} GRPO steps in {meta['seconds']} s; model written to "
+                         f"{meta['output_dir']} (score it with --reranker reasoning)")
+        return
     w = window or 20
     windows = build_windows(qs, docs, cand, gold, window=w, stride=stride, depth=depth, seed=seed or 0,
                             max_words=max_words or 100, qids=qids)
@@ -884,13 +932,8 @@ def _train_llm(output, model, queries, qrels, candidates, loss, max_steps, max_l
                          lora_r=8 if lora_r is None else lora_r, merge=merge,
                          **{k: v for k, v in {"rank_loss": loss, "max_steps": max_steps, "max_length": max_length,
                                               "batch_size": batch_size, "learning_rate": lr,
-                                              "seed": seed}.items() if v is not None})
-    last = None
-    if resume:
-        ckpts = sorted(output.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-        last = str(ckpts[-1]) if ckpts else None
-        if last is None:
-            raise ConfigError(f"--resume: no checkpoint-* directory in {output}")
+                                              "seed": seed, "beta": beta,
+                                              "lipo_responses": responses}.items() if v is not None})
     meta = train_llm(cfg, windows, resume_from_checkpoint=last)
     _console().print(f"{len(windows)} windows, {meta['steps']} steps in {meta['seconds']} s "
                      f"({meta['tokens_per_s']} tokens/s); model written to {meta['output_dir']} "

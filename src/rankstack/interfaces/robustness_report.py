@@ -163,8 +163,11 @@ def _table_html(result: dict[str, Any]) -> str:
             f'<th>Δ is</th></tr></thead><tbody>{"".join(body)}</tbody></table>')
 
 
-def render_html(result: dict[str, Any]) -> str:
-    """The whole report as one HTML page (plots inlined)."""
+def render_html(result: dict[str, Any], attacks: list[dict[str, Any]] | None = None,
+                certs: list[dict[str, Any]] | None = None) -> str:
+    """The whole report as one HTML page (plots inlined); ``attacks`` and ``certs`` (the JSON of
+    ``rankstack attack`` and ``rankstack certify``) add a section
+    (:func:`rankstack.interfaces.attack_report.render_section`)."""
     e = html.escape
     plt = _pyplot()
     figures = []
@@ -192,6 +195,11 @@ def render_html(result: dict[str, Any]) -> str:
     rankers = "".join(f"<li><b>{e(r['name'])}</b>{spent(r['name'])}: <code>"
                       f"{e(json.dumps(r.get('stage', {}), sort_keys=True))}</code></li>"
                       for r in result["rankers"])
+    extra = ""
+    if attacks or certs:
+        from rankstack.interfaces.attack_report import render_section
+
+        extra = render_section(list(attacks or []), list(certs or []))
     about = (f"<dl class=\"about\"><dt>measure</dt><dd>{e(result['measure'])}</dd><dt>baseline</dt>"
              f"<dd>{e(result['baseline'])}</dd><dt>seed</dt><dd>{e(str(result.get('seed', '–')))}</dd>"
              f"<dt>bootstrap</dt><dd>{e(str(result.get('bootstrap', '–')))} resamples</dd></dl>")
@@ -210,12 +218,14 @@ variations and adversarial attacks, each ranker against {e(result['baseline'])}.
 <div class="legend">Each cell: the figure, its Δ (see the last column) and, for means, the 95 % bootstrap
 interval. A shaded cell is the task's best ranker.</div>
 {_table_html(result)}
+{extra}
 </body></html>
 """
 
 
-def write_html(result: dict[str, Any], path: str | Path) -> Path:
+def write_html(result: dict[str, Any], path: str | Path, attacks: list[dict[str, Any]] | None = None,
+               certs: list[dict[str, Any]] | None = None) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_html(result), encoding="utf-8")
+    path.write_text(render_html(result, attacks, certs), encoding="utf-8")
     return path

@@ -146,18 +146,39 @@ class _Flat:
 
     def __init__(self, ranked: list[np.ndarray], judged: list[np.ndarray], ideal: list[np.ndarray]):
         nq = len(ranked)
+        self._setup(
+            np.concatenate(ranked) if nq else np.empty(0, dtype=np.int64),
+            np.fromiter(map(len, ranked), dtype=np.int64, count=nq),
+            np.concatenate(judged) if nq else np.empty(0, dtype=np.int64),
+            np.fromiter(map(len, judged), dtype=np.int64, count=nq),
+            np.concatenate(ideal) if nq else np.empty(0, dtype=np.float64),
+            np.fromiter(map(len, ideal), dtype=np.int64, count=nq),
+        )
+
+    @classmethod
+    def from_arrays(cls, G: np.ndarray, nret: np.ndarray, J: np.ndarray, nj: np.ndarray, I: np.ndarray,
+                    ni: np.ndarray) -> _Flat:
+        """The same object from the concatenated arrays (``G``: ranked grades, int64, query after
+        query; ``J``: judged grades, int64; ``I``: ideal gains, float64, descending per query) and
+        the per-query lengths ``nret``, ``nj``, ``ni`` (int64) -- the columnar path of issue #22."""
+        self = cls.__new__(cls)
+        self._setup(G, nret, J, nj, I, ni)
+        return self
+
+    def _setup(self, G: np.ndarray, nret: np.ndarray, J: np.ndarray, nj: np.ndarray, I: np.ndarray,
+               ni: np.ndarray) -> None:
+        nq = nret.size
         self.nq = nq
-        self.nret = np.fromiter(map(len, ranked), dtype=np.int64, count=nq)
+        self.nret = nret
         self.start = np.zeros(nq, dtype=np.int64)
         if nq > 1:
             np.cumsum(self.nret[:-1], out=self.start[1:])
-        self.G = np.concatenate(ranked) if nq else np.empty(0, dtype=np.int64)
+        self.G = G
         self.qidx = np.repeat(np.arange(nq), self.nret)
         self.pos = np.arange(self.G.size, dtype=np.int64) - np.repeat(self.start, self.nret)
-        self.J = np.concatenate(judged) if nq else np.empty(0, dtype=np.int64)
-        self.jq = np.repeat(np.arange(nq), np.fromiter(map(len, judged), dtype=np.int64, count=nq))
-        self.I = np.concatenate(ideal) if nq else np.empty(0, dtype=np.float64)
-        ni = np.fromiter(map(len, ideal), dtype=np.int64, count=nq)
+        self.J = J
+        self.jq = np.repeat(np.arange(nq), nj)
+        self.I = I
         self.iq = np.repeat(np.arange(nq), ni)
         istart = np.zeros(nq, dtype=np.int64)
         if nq > 1:

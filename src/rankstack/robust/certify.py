@@ -52,7 +52,7 @@ from rankstack.data.records import Document, Query
 from rankstack.errors import ConfigError
 from rankstack.robust.attacks import _ALPHA, STOPWORDS, words_of
 
-__all__ = ["CERTIFY_KS", "mc_error", "SubstitutionSets", "Sigmoid", "Affine", "BM25Max", "default_score_map",
+__all__ = ["CERTIFY_KS", "mc_error", "SubstitutionSets", "NoiseAugmenter", "Sigmoid", "Affine", "BM25Max", "default_score_map",
            "SmoothedRanker", "QueryCertificate", "CertificationResult", "certify", "certify_list"]
 
 #: the K at which CertDR reports the certified robust query ratio
@@ -299,6 +299,44 @@ def default_score_map(stage: Any) -> Any:
 
 
 # -- the smoothed ranker -----------------------------------------------------------------------------
+class NoiseAugmenter:
+    """Noise-augmented training for certification (issue #19): ``augmenter(text)`` replaces each word
+    that has a smoothing set, with probability ``p``, by a uniform draw from ``S(x)`` (the word itself
+    included), exactly the perturbation the smoothed ranker scores (``p=1``: the smoothing
+    distribution itself). A model trained on such texts sees at training time what it is certified on,
+    so its smoothed scores separate better (CertDR and SAFER train this way).
+
+    Give it to the cross-encoder trainer as ``train_cross_encoder(cfg, augment=NoiseAugmenter(sets,
+    p))`` (Python only, no CLI option yet), with ``sets`` built over the training documents
+    (``SubstitutionSets.from_wordnet(texts)``, the same parameters as the certification). Draws come from one generator
+    seeded by ``seed`` and advanced in the order of the calls (the trainer's seeded batch order), so
+    the same seed gives the same training texts. :attr:`texts` and :attr:`words_changed` count what
+    it did."""
+
+    def __init__(self, sets: SubstitutionSets, p: float = 1.0, seed: int = 0):
+        if not 0.0 < float(p) <= 1.0:
+            raise ConfigError(f"noise substitution probability must be in (0, 1], got {p!r}")
+        self.sets, self.p, self.seed = sets, float(p), int(seed)
+        self._rng = np.random.default_rng(self.seed)
+        self.texts = 0
+        self.words_changed = 0
+
+    def __call__(self, text: str) -> str:
+        words, pos, opts = self.sets.slots(text)
+        self.texts += 1
+        if not pos:
+            return text
+        take = self._rng.random(len(pos)) < self.p
+        idx = self._rng.integers(0, [len(o) for o in opts])
+        changed = False
+        for p_, o, j, t in zip(pos, opts, idx, take):
+            if t and o[j] != words[p_]:
+                words[p_] = o[j]
+                self.words_changed += 1
+                changed = True
+        return " ".join(words) if changed else text
+
+
 class SmoothedRanker:
     """``g(q, d)``: the mean mapped victim score over ``samples`` random perturbations of ``d``.
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["init_ray", "encode_corpus_ray", "build_dense_index_ray", "rerank_ray", "search_ray", "mine_negatives_ray", "RayStage", "merge_topk",
+__all__ = ["init_ray", "encode_corpus_ray", "build_dense_index_ray", "rerank_ray", "search_ray", "mine_negatives_ray",
+           "evaluate_ray", "RayStage", "merge_topk",
            "ShardedDenseIndex", "exact_search"]
 
 

@@ -9,6 +9,8 @@
   :class:`~rankstack.data.records.Run` as ``stage(queries, run)``.
 * :func:`mine_negatives_ray` -- hard negatives for training: candidates (and teacher scores) on Ray,
   the seeded per-query sampling of :class:`~rankstack.train.negatives.NegativeMiner` in process.
+* :func:`evaluate_ray` -- per-query evaluation over query chunks on Ray tasks; the same
+  :class:`~rankstack.measures.Evaluation` as :func:`rankstack.measures.evaluate`.
 * :class:`RayStage` -- any stage of a pipeline (an experiment's ``[experiment] ray``) on an actor
   pool, each worker rebuilding it from its spec in a context it opens itself.
 * :func:`search_ray` -- retrieval pipelines (BM25, dense, fused) over an index directory that every
@@ -46,6 +48,7 @@ __all__ = [
     "rerank_ray",
     "search_ray",
     "mine_negatives_ray",
+    "evaluate_ray",
     "RayStage",
     "merge_topk",
     "ShardedDenseIndex",
@@ -258,6 +261,7 @@ def build_dense_index_ray(
     kind: str = "flat",
     m: int = 32,
     ef_construction: int = 200,
+    pq_m: int = 48,
     shard_size: int = 1024,
     metric: str = "cosine",
     **ray_options: Any,
@@ -274,7 +278,8 @@ def build_dense_index_ray(
                          "run again to resume")
     ids, emb = load_embeddings(enc_dir)
     meta = {"model": _SpecEncoder(encoder).config(), "metric": metric, "docs": docs_fingerprint(doc_list)}
-    index = DenseIndex.from_embeddings(ids, emb, kind=kind, m=m, ef_construction=ef_construction, meta=meta)
+    index = DenseIndex.from_embeddings(ids, emb, kind=kind, m=m, ef_construction=ef_construction, pq_m=pq_m,
+                                       meta=meta)
     index.save(out_dir)
     index.ray_stats = stats
     return index
@@ -589,6 +594,84 @@ class RayStage(Stage):
                             progress=False, items=items)
 
 
+# -- evaluation ------------------------------------------------------------------------------------
+def _evaluate_chunk(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]], measures: list[str],
+                    all_judged: bool, remove_query_doc: bool) -> tuple[tuple[str, ...], dict[str, np.ndarray]]:
+    import warnings
+
+    from rankstack.measures import Evaluator
+
+    with warnings.catch_warnings():  # the driver has warned once for the whole run
+        warnings.simplefilter("ignore")
+        ev = Evaluator(qrels, measures, all_judged=all_judged, remove_query_doc=remove_query_doc).evaluate(run)
+    return ev.queries, ev.arrays
+
+
+def evaluate_ray(
+    qrels: Mapping[str, Mapping[str, int]],
+    run: Mapping[str, Mapping[str, float]],
+    measures: Any,
+    *,
+    all_judged: bool = False,
+    remove_query_doc: bool = False,
+    workers: int | None = 2,
+    cpus_per_worker: float = 1,
+    queries_per_task: int = 500,
+) -> Any:
+    """:func:`rankstack.measures.evaluate` with the queries split over Ray tasks (``queries_per_task``
+    each, at most ``workers`` at a time): the same :class:`~rankstack.measures.Evaluation`, per-query
+    values and means bit-identical (the per-query arrays are joined in the local order and averaged as
+    the local evaluation averages them). The measures and the qrels are checked on the driver first,
+    so a bad measure or an unreachable grade is reported once, before anything is sent.
+
+    Per-query measures are cheap (a 1M-line run takes about 0.3 s in one process), so this pays only
+    for runs that are large or already live on a cluster; at SciFact's size it is slower than local."""
+    import warnings
+
+    from rankstack.measures import Evaluation, Evaluator, ExternalMeasure
+    from rankstack.measures.parse import measure_provider
+
+    _check_workers(workers, cpus_per_worker)
+    if int(queries_per_task) < 1:
+        raise ConfigError(f"queries_per_task must be >= 1, got {queries_per_task}")
+    local = Evaluator(qrels, measures, all_judged=all_judged, remove_query_doc=remove_query_doc)  # checks, warns
+    names = [str(m) for m in local.measures]
+    qids = list(qrels) if all_judged else [q for q in run if q in qrels]
+    ray = init_ray()
+    n_workers = _n_workers(ray, workers, cpus_per_worker)
+    task = ray.remote(_evaluate_chunk).options(num_cpus=cpus_per_worker, max_retries=3)
+    chunks = [qids[i:i + int(queries_per_task)] for i in range(0, len(qids), int(queries_per_task))]
+    t0 = time.perf_counter()
+    pending, results = [], {}
+    for j, chunk in enumerate(chunks):  # at most n_workers chunks in flight
+        if len(pending) >= n_workers:
+            done, pending = ray.wait(pending, num_returns=1)
+        pending.append(task.remote({q: dict(qrels[q]) for q in chunk},
+                                   {q: dict(run[q]) for q in chunk if q in run}, names, all_judged,
+                                   remove_query_doc))
+        results[pending[-1]] = j
+    parts = dict(zip((results[r] for r in results), ray.get(list(results))))
+    wall = time.perf_counter() - t0
+    queries: tuple[str, ...] = tuple(q for j in range(len(chunks)) for q in parts[j][0])
+    if list(queries) != qids:
+        raise StageError("evaluate_ray: the workers' queries differ from the run's (a worker dropped a query)")
+    arrays = {n: np.concatenate([parts[j][1][n] for j in range(len(chunks))]) if chunks else np.zeros(0)
+              for n in names}
+    if qids:
+        aggregate = {str(m): m.aggregate(arrays[str(m)]) if isinstance(m, ExternalMeasure)
+                     else float(arrays[str(m)].mean()) for m in local.measures}
+    else:
+        warnings.warn("no query to evaluate on Ray: the run and the qrels have no query in common",
+                      RuntimeWarning, stacklevel=2)
+        aggregate = dict.fromkeys(names, float("nan"))
+    providers = {str(m): measure_provider(m) for m in local.measures}
+    ev = Evaluation(measures=local.measures, queries=queries, arrays=arrays, aggregate=aggregate,
+                    all_judged=all_judged, ignored_run_queries=sum(1 for q in run if q not in qrels),
+                    missing_run_queries=sum(1 for q in qrels if q not in run), providers=providers)
+    ev.stats = {"wall_s": wall, "tasks": len(chunks), "workers": n_workers}  # type: ignore[attr-defined]
+    return ev
+
+
 # -- sharded exact search --------------------------------------------------------------------------
 def merge_topk(parts: Sequence[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
     """Exact merge of per-shard results ``(scores, global rows)``, each ``(n_queries, k_i)`` with -1
@@ -609,7 +692,8 @@ def merge_topk(parts: Sequence[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[
     return out_s, out_r
 
 
-def _shard_topk(index: Any, offset: int, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def _shard_topk(index: Any, offset: int, q: np.ndarray, k: int,
+                ef_search: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The shard's exact top-k under the tie rule of :func:`merge_topk`. FAISS picks tied vectors at
     the cut in heap order, so the search is widened until every vector tied with the k-th score is in
     (then the tie rule picks among them)."""
@@ -619,7 +703,7 @@ def _shard_topk(index: Any, offset: int, q: np.ndarray, k: int) -> tuple[np.ndar
         return np.full((len(q), 0), -np.inf, np.float32), np.full((len(q), 0), -1, np.int64)
     want = min(n, k + 16)
     while True:
-        s, r = index.search(q, want)
+        s, r = index.search(q, want, ef_search=ef_search)
         if want >= n or bool(np.all(s[:, want - 1] < s[:, k - 1])):
             break
         want = min(n, want * 2)
@@ -637,18 +721,21 @@ class _ShardSearcher:
         self.index = DenseIndex.load(path)
         self.offset = offset
 
-    def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        return _shard_topk(self.index, self.offset, q, k)
-
-    def memory(self) -> int:
-        return int(self.index.index.ntotal * self.index.index.d * 4)
+    def search(self, q: np.ndarray, k: int, ef_search: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        return _shard_topk(self.index, self.offset, q, k, ef_search)
 
 
 class ShardedDenseIndex:
-    """An exact dense index in ``n`` shards (each a :class:`DenseIndex` directory ``shard-NNN``, rows
-    in order): searched in process, or where each shard lives with ``on_ray=True`` (one Ray actor per
-    shard). Results equal one :class:`DenseIndex` over all vectors (scores, and rows under the tie
-    rule of :func:`merge_topk`)."""
+    """A dense index in ``n`` shards (each a :class:`DenseIndex` directory ``shard-NNN``, rows in
+    order): searched in process, or where each shard lives with ``on_ray=True`` (one Ray actor per
+    shard), the shards' top-k merged by :func:`merge_topk`.
+
+    ``kind="flat"`` (exact): results equal one :class:`DenseIndex` over all vectors (scores, and rows
+    under the tie rule of :func:`merge_topk`). ``kind="pq"``: every shard holds the codes of one
+    codebook trained on a seeded sample of all the vectors (:func:`~rankstack.index.dense.train_pq`),
+    so the sharded search equals one PQ index over all vectors, while each shard holds ``pq_m`` bytes a
+    vector. ``kind="hnsw"``: one graph per shard; approximate, and not equal to one graph over all
+    vectors (recall against exact search is measured in docs/scale.md)."""
 
     def __init__(self, shard_dirs: Sequence[str | os.PathLike], offsets: Sequence[int], ids: list[str]):
         self.shard_dirs = [Path(p) for p in shard_dirs]
@@ -659,28 +746,35 @@ class ShardedDenseIndex:
 
     @classmethod
     def write(cls, ids: Sequence[str], emb: np.ndarray, out_dir: str | os.PathLike, n_shards: int,
-              meta: dict[str, Any] | None = None) -> ShardedDenseIndex:
-        """Split ``(ids, emb)`` into ``n_shards`` contiguous exact shards under ``out_dir``."""
-        from rankstack.index.dense import DenseIndex
+              meta: dict[str, Any] | None = None, *, kind: str = "flat", m: int = 32, ef_construction: int = 200,
+              pq_m: int = 48, seed: int = 0) -> ShardedDenseIndex:
+        """Split ``(ids, emb)`` into ``n_shards`` contiguous shards of ``kind`` (flat | hnsw | pq; ``m``,
+        ``ef_construction``: HNSW; ``pq_m``, ``seed``: PQ, one shared codebook) under ``out_dir``."""
+        from rankstack.index.dense import DenseIndex, train_pq
 
         if int(n_shards) < 1:
             raise ConfigError(f"n_shards must be >= 1, got {n_shards}")
         if len(ids) != len(emb):
             raise StageError(f"{len(ids)} ids for {len(emb)} vectors")
+        if kind not in ("flat", "hnsw", "pq"):
+            raise ConfigError(f"kind must be 'flat', 'hnsw' or 'pq', got {kind!r}")
+        quantizer = train_pq(emb, pq_m, seed) if kind == "pq" else None
         bounds = np.linspace(0, len(ids), int(n_shards) + 1).astype(int)
         dirs, offsets = [], []
         for j in range(int(n_shards)):
             a, b = int(bounds[j]), int(bounds[j + 1])
             d = Path(out_dir) / f"shard-{j:03d}"
-            DenseIndex.from_embeddings(list(ids[a:b]), emb[a:b], kind="flat",
+            DenseIndex.from_embeddings(list(ids[a:b]), emb[a:b], kind=kind, m=m, ef_construction=ef_construction,
+                                       pq_m=pq_m, quantizer=quantizer,
                                        meta={**(meta or {}), "offset": a}).save(d)
             dirs.append(d)
             offsets.append(a)
         return cls(dirs, offsets, list(ids))
 
     def search(self, q_emb: np.ndarray, k: int, on_ray: bool = False,
-               cpus_per_shard: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """``(scores, global rows)``, ``(n_queries, min(k, n))``, as :meth:`DenseIndex.search`."""
+               cpus_per_shard: float | None = None, ef_search: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(scores, global rows)``, ``(n_queries, min(k, n))``, as :meth:`DenseIndex.search`
+        (``ef_search``: HNSW shards' search breadth, default ``max(k, 64)``)."""
         if int(k) < 1:
             raise ConfigError(f"k must be >= 1, got {k}")
         q = np.ascontiguousarray(q_emb, dtype=np.float32)
@@ -694,20 +788,21 @@ class ShardedDenseIndex:
                 Actor = ray.remote(_ShardSearcher).options(num_cpus=cpus, max_restarts=-1, max_task_retries=-1)
                 self._actors = [Actor.remote(str(p), o, 1) for p, o in zip(self.shard_dirs, self.offsets)]
             q_ref = ray.put(q)
-            parts = ray.get([a.search.remote(q_ref, k) for a in self._actors])
+            parts = ray.get([a.search.remote(q_ref, k, ef_search) for a in self._actors])
         else:
             if self._local is None:
                 from rankstack.index.dense import DenseIndex
 
                 self._local = [DenseIndex.load(p) for p in self.shard_dirs]
-            parts = [_shard_topk(ix, o, q, k) for ix, o in zip(self._local, self.offsets)]
+            parts = [_shard_topk(ix, o, q, k, ef_search) for ix, o in zip(self._local, self.offsets)]
         return merge_topk(parts, k)
 
     def shard_memory(self) -> list[int]:
-        """Bytes of vectors per shard (float32)."""
-        from rankstack.index.dense import DenseIndex
+        """Bytes each shard's FAISS index holds (its serialised size: the float32 vectors of a flat
+        shard, plus the graph links of an HNSW one; the codes and the codebook of a PQ one)."""
+        from rankstack.index.dense import INDEX_FILE
 
-        return [int(len(DenseIndex.load(p)) * DenseIndex.load(p).meta["dim"] * 4) for p in self.shard_dirs]
+        return [int((Path(p) / INDEX_FILE).stat().st_size) for p in self.shard_dirs]
 
     def close(self) -> None:
         if self._actors is not None:

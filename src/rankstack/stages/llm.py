@@ -40,7 +40,8 @@ def _backend(backend: Any, model: str, base_url: str | None, opts: dict[str, Any
     if isinstance(backend, Backend):
         return backend
     backend = {"openai": "http"}.get(backend, backend)
-    key = (backend, model, base_url, tuple(sorted((opts or {}).items())))
+    urls = tuple(base_url) if isinstance(base_url, (list, tuple)) else base_url
+    key = (backend, model, urls, tuple(sorted((opts or {}).items())))
     be = _BACKEND_CACHE.get(key)
     if be is None:
         be = _BACKEND_CACHE[key] = make_backend(backend, model, base_url=base_url, **(opts or {}))

@@ -348,10 +348,12 @@ def _pad_groups(batch: Sequence[dict[str, Any]]) -> tuple[Any, Any, Any, Any, in
 class CrossEncoderCollator:
     """Tokenizes groups into (query, document) pairs for a cross-encoder, row-major ``[Q, L]``; padded
     slots of ragged groups get an empty document and ``mask=False``. Warns once when pairs are truncated
-    to ``max_length`` (counted in ``n_truncated``)."""
+    to ``max_length`` (counted in ``n_truncated``). ``augment``: a ``str -> str`` applied to every
+    document text before tokenisation (e.g. :class:`rankstack.robust.certify.NoiseAugmenter`, random
+    word substitutions for certifiable models); the query is never changed."""
 
-    def __init__(self, tokenizer: Any, max_length: int = 256):
-        self.tokenizer, self.max_length = tokenizer, max_length
+    def __init__(self, tokenizer: Any, max_length: int = 256, augment: Any = None):
+        self.tokenizer, self.max_length, self.augment = tokenizer, max_length, augment
         self.n_truncated = 0
         self._warned = False
 
@@ -364,6 +366,8 @@ class CrossEncoderCollator:
             for j in range(width):
                 qs.append(b["query"])
                 ds.append(b["docs"][j] if j < len(b["docs"]) else "")
+        if self.augment is not None:
+            ds = [self.augment(d) if d else d for d in ds]
         enc = self.tokenizer(qs, ds, padding=True, truncation="longest_first", max_length=self.max_length,
                              return_tensors="pt", return_overflowing_tokens=False)
         if "overflow_to_sample_mapping" in enc:  # pragma: no cover - not requested

@@ -21,6 +21,27 @@ Objectives, on the windows of :mod:`rankstack.train.llm_data`:
   Their code gives every non-``>`` token of rank ``r`` (their ``[``, digits, ``]``) the weight; here
   only the identifier token carries it (an identifier is one token; the separator ``] > [`` and the
   closing ``]`` are weight 1).
+* ``"lipo"``: LiPO-lambda (Liu et al., "LiPO: Listwise Preference Optimization through Learning-to-Rank",
+  NAACL 2025 / arXiv 2402.01878) on a ranked list of ``lipo_responses`` responses per window. A response
+  is a whole permutation (``[B] > [A] > ...<|im_end|>``); the list is the teacher's permutation, the
+  presentation order and seeded perturbations, each labelled ``psi`` = its nDCG against the teacher
+  (:func:`rankstack.train.llm_data.lipo_candidates` says which and why). The policy's score of response
+  ``k`` is ``s_k = beta * (log pi(y_k|x) - log pi_ref(y_k|x))``, the log-probabilities summed over the
+  response tokens; the loss is ``sum_{psi_i > psi_j} Delta_ij log(1 + exp(-(s_i - s_j)))`` with
+  LambdaRank's weights ``Delta_ij = |G_i - G_j| |1/D(tau_i) - 1/D(tau_j)|`` (``G = 2^psi - 1``,
+  ``D(tau) = log2(1 + tau)``, ``tau`` the rank under ``s``; :func:`rankstack.train.losses.lambda_weights`,
+  the loss :class:`rankstack.train.losses.LiPOLambda`), summed over pairs, averaged over the windows of a
+  batch. ``pi_ref`` is the base model: with LoRA the same model with the adapter disabled (peft
+  ``disable_adapter()``, no second copy), with full fine-tuning the backend's untouched model (training
+  works on a copy anyway). The prompt is run once per window and its key/value cache shared by the
+  ``K`` responses (:func:`continuation_logprobs`). ``beta`` defaults to 0.05 (the task's proposal; LiPO's
+  own experimental value could not be checked here, only its abstract was retrievable; DPO used 0.1, 0.5
+  for TL;DR). With a small ``beta`` the scores stay small and the logistic loss far from saturation.
+
+Ranking accuracy (Chen et al., "Preference Learning Algorithms Do Not Learn Preference Rankings", NeurIPS
+2024): :func:`ranking_accuracy` (share of pairs whose chosen response the model gives the higher sequence
+log-likelihood) and :func:`idealised_ranking_accuracy` (what a perfectly optimised DPO/RLHF policy with
+reference ``pi_ref`` would reach, their Theorem 3.1), on :func:`preference_pairs`.
 
 The model reads the window exactly as :class:`rankstack.llm.scorers.FirstScorer` with ``prime="["``
 scores it: the user message through the backend's chat template, then ``"["``; the identifier logits
@@ -50,10 +71,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rankstack.errors import ConfigError
-from rankstack.train.llm_data import LLMWindow
-from rankstack.train.losses import RankingLoss, _pairs, get_loss
+from rankstack.train.llm_data import LLMWindow, lipo_candidates
+from rankstack.train.losses import LiPOLambda, RankingLoss, _pairs, get_loss
 
-OBJECTIVES = ("first", "generation", "combined", "fullrank")
+OBJECTIVES = ("first", "generation", "combined", "fullrank", "lipo")
 #: FIRST's weight of the ranking loss in "combined" (gangiswag/llm-reranker, scripts/train_ranking.py)
 COMBINED_WEIGHTS = {"ranknet-weighted": 10.0, "listnet": 0.1}
 META = "rankstack_llm.json"
@@ -100,6 +121,8 @@ class LLMTrainConfig:
     objective: str = "first"
     rank_loss: str = "ranknet-weighted"
     rank_weight: float | None = None  # "combined": None = FIRST's weight for rank_loss
+    beta: float = 0.05  # "lipo": the scale of the log-ratios (LiPO/DPO's KL coefficient)
+    lipo_responses: int = 4  # "lipo": responses (permutations) per window
     prime: str = "["
     lora_r: int = 8  # 0: full fine-tuning
     lora_alpha: int | None = None  # default 2 * lora_r
@@ -144,6 +167,25 @@ def _eos_id(backend: Any) -> int:
     return tok.eos_token_id
 
 
+def permutation_tokens(backend: Any, lab_ids: Sequence[int], perm: Sequence[int], prime: str = "[") \
+        -> tuple[list[int], list[int]]:
+    """The tokens of the answer ``perm`` after the prime (``B] > [A] > ... ]`` + end of turn, the
+    identifiers as their label tokens ``lab_ids``) and, per token, the output rank of the identifier it
+    is (0 for the other tokens)."""
+    tok = backend.tokenizer
+    sep = tok("] > " + prime, add_special_tokens=False).input_ids
+    close = tok("]", add_special_tokens=False).input_ids
+    target: list[int] = []
+    target_ranks: list[int] = []
+    for k, i in enumerate(perm):
+        sp = [] if k == 0 else sep
+        target += sp + [lab_ids[i]]
+        target_ranks += [0] * len(sp) + [k + 1]
+    target += close + [_eos_id(backend)]
+    target_ranks += [0] * (len(close) + 1)
+    return target, target_ranks
+
+
 def encode_window(backend: Any, w: LLMWindow, prime: str = "[", max_length: int = 2048) -> dict[str, Any]:
     """Token ids of one window: ``prefix`` (chat-formatted prompt + prime, encoded as the backend encodes
     it for scoring), ``target`` (the rest of the permutation after the prime, identifiers as their
@@ -156,22 +198,92 @@ def encode_window(backend: Any, w: LLMWindow, prime: str = "[", max_length: int 
             (not prefix or prefix[0] != tok.bos_token_id):
         prefix = [tok.bos_token_id, *prefix]
     lab_ids = label_token_ids(backend, w.labels)
-    sep = tok("] > " + prime, add_special_tokens=False).input_ids
-    close = tok("]", add_special_tokens=False).input_ids
-    target: list[int] = []
-    target_ranks: list[int] = []  # per target token: the output rank of the identifier it is, 0 if none
-    for k, i in enumerate(w.permutation):
-        sp = [] if k == 0 else sep
-        target += sp + [lab_ids[i]]
-        target_ranks += [0] * len(sp) + [k + 1]
-    target += close + [_eos_id(backend)]
-    target_ranks += [0] * (len(close) + 1)
+    target, target_ranks = permutation_tokens(backend, lab_ids, w.permutation, prime)
     if len(prefix) + len(target) > max_length:
         raise ConfigError(f"query {w.qid!r} window at {w.start}: {len(prefix) + len(target)} tokens > "
                           f"max_length={max_length} (cut passages with max_words or raise max_length)")
     n = len(w.labels)
     return {"prefix": prefix, "target": target, "target_ranks": target_ranks, "label_ids": lab_ids,
             "grades": [float(n - r) for r in w.ranks]}
+
+
+def encode_lipo(backend: Any, w: LLMWindow, k: int = 4, seed: int = 0, prime: str = "[",
+                max_length: int = 2048) -> dict[str, Any]:
+    """One LiPO example: ``prefix`` (as :func:`encode_window`), the ``k`` responses of
+    :func:`~rankstack.train.llm_data.lipo_candidates` as token lists (``cands``, each the answer after the
+    prime, :func:`permutation_tokens`), their permutations (``perms``) and labels (``psi``)."""
+    base = encode_window(backend, w, prime, max_length)
+    cl = lipo_candidates(w, k, seed)
+    cands = [permutation_tokens(backend, base["label_ids"], perm, prime)[0] for perm, _ in cl]
+    if len(base["prefix"]) + max(len(c) for c in cands) > max_length:
+        raise ConfigError(f"query {w.qid!r} window at {w.start}: a response exceeds max_length={max_length}")
+    return {"prefix": base["prefix"], "cands": cands, "perms": [list(p) for p, _ in cl],
+            "psi": [float(v) for _, v in cl], "label_ids": base["label_ids"]}
+
+
+class LipoCollator:
+    """Batches of LiPO examples as lists (one prompt, ``K`` responses each): ``prefix`` ``[P]``,
+    ``cands`` (``K`` tensors), ``psi`` ``[K]``."""
+
+    def __call__(self, feats: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"prefix": [torch.tensor(f["prefix"], dtype=torch.long) for f in feats],
+                "cands": [[torch.tensor(c, dtype=torch.long) for c in f["cands"]] for f in feats],
+                "psi": [torch.tensor(f["psi"], dtype=torch.float32) for f in feats]}
+
+
+def _cache_arg(model: Any) -> str:
+    """The name of the key/value cache argument of ``model.forward`` (``cache`` in recent transformers,
+    ``past_key_values`` before)."""
+    import inspect
+
+    m = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(m.forward).parameters else "past_key_values"
+
+
+def continuation_logprobs(model: Any, prefix: Tensor, conts: Sequence[Tensor], normalise: bool = False) -> Tensor:
+    """``log p(cont_k | prefix)`` summed over each continuation's tokens (``normalise``: the mean per
+    token), ``[K]``, for a causal LM. The prefix runs once; its key/value cache is repeated for the ``K``
+    continuations, which run as one right-padded batch (the same values as ``K`` full forwards, to float
+    rounding; gradients flow through both parts when enabled)."""
+    from transformers import DynamicCache
+
+    dev = prefix.device
+    P = prefix.shape[0]
+    K = len(conts)
+    cache = DynamicCache()
+    kw = {_cache_arg(model): cache}  # the cache object is filled in place
+    out = model(input_ids=prefix[None], attention_mask=torch.ones((1, P), dtype=torch.long, device=dev),
+                position_ids=torch.arange(P, device=dev)[None], use_cache=True, logits_to_keep=1, **kw)
+    first = torch.log_softmax(out.logits[0, -1].float(), -1)  # predicts every continuation's first token
+    cache.batch_repeat_interleave(K)
+    lens = torch.tensor([len(c) for c in conts], device=dev)
+    T = int(lens.max())
+    ids = torch.zeros((K, T), dtype=torch.long, device=dev)
+    for j, c in enumerate(conts):
+        ids[j, : len(c)] = c
+    valid = torch.arange(T, device=dev)[None, :] < lens[:, None]  # [K, T]
+    lp = first[ids[:, 0]]  # [K]
+    if T > 1:
+        mask = torch.cat([torch.ones((K, P), dtype=torch.long, device=dev), valid.long()], 1)
+        pos = (P + torch.arange(T, device=dev))[None].expand(K, T)
+        out2 = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **kw)
+        # position t of the continuation predicts its token t + 1
+        lps = torch.log_softmax(out2.logits[:, :-1].float(), -1).gather(2, ids[:, 1:, None])[..., 0]  # [K, T-1]
+        lp = lp + (lps * valid[:, 1:]).sum(1)
+    return lp / lens if normalise else lp
+
+
+def reference_logprobs(model: Any, prefix: Tensor, conts: Sequence[Tensor], ref_model: Any = None) -> Tensor:
+    """``log pi_ref`` of the responses (no gradient): ``ref_model`` when given (full fine-tuning: the
+    frozen base), else ``model`` (a peft model) with its adapter disabled."""
+    with torch.no_grad():
+        if ref_model is not None:
+            return continuation_logprobs(ref_model, prefix, conts)
+        if not hasattr(model, "disable_adapter"):
+            raise ConfigError("lipo: the reference is the model without its LoRA adapter, but the model has none "
+                              "(pass ref_model for full fine-tuning)")
+        with model.disable_adapter():
+            return continuation_logprobs(model, prefix, conts)
 
 
 class WindowDataset(torch.utils.data.Dataset):
@@ -235,14 +347,38 @@ def _trainer_class():
         """HF Trainer with FIRST's objectives and fullrank's in :meth:`compute_loss`; the parts are kept."""
 
         def __init__(self, *args: Any, objective: str = "first", rank_loss: RankingLoss | None = None,
-                     rank_weight: float = 1.0, **kw: Any):
+                     rank_weight: float = 1.0, beta: float = 0.05, ref_model: Any = None, **kw: Any):
             super().__init__(*args, **kw)
             self.objective = objective
             self.rank_loss = rank_loss
             self.rank_weight = rank_weight
+            self.beta = beta
+            self.ref_model = ref_model  # "lipo" with full fine-tuning; None with LoRA (adapter disabled)
+            self.lipo = LiPOLambda()
             self.parts: list[dict[str, float]] = []
 
+        def lipo_loss(self, model, inputs):
+            losses, ratios, teacher_ratio, acc = [], [], [], []
+            for prefix, conts, psi in zip(inputs["prefix"], inputs["cands"], inputs["psi"]):
+                ref = reference_logprobs(self.accelerator.unwrap_model(model), prefix, conts, self.ref_model)
+                pol = continuation_logprobs(model, prefix, conts)
+                s = self.beta * (pol - ref)
+                losses.append(self.lipo(s[None], psi[None]))
+                r = (pol - ref).detach()
+                top = int(torch.argmax(psi))
+                ratios.append(r)
+                teacher_ratio.append(float(r[top]))
+                acc.append(float(int(torch.argmax(s.detach())) == top))
+            loss = torch.stack(losses).mean()
+            self.parts.append({"lipo": float(loss.detach()), "teacher_logratio": sum(teacher_ratio) / len(acc),
+                               "mean_logratio": float(torch.cat(ratios).mean()),
+                               "teacher_top": sum(acc) / len(acc)})
+            return loss
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if self.objective == "lipo":
+                loss = self.lipo_loss(model, inputs)
+                return (loss, None) if return_outputs else loss
             keep = inputs["lm_labels"].shape[1]
             out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
                         position_ids=inputs["position_ids"], logits_to_keep=keep, use_cache=False)
@@ -308,7 +444,10 @@ def train_llm(cfg: LLMTrainConfig, windows: Sequence[LLMWindow], backend: Any = 
     ``backend``: a :class:`~rankstack.llm.backends.hf.TransformersBackend` already holding ``cfg.model``
     (its weights are copied, never changed); built from ``cfg.model`` when ``None``. Returns the output
     directory, the per-step loss parts (``parts``: ``{"lm": ..., "rank": ...}`` per optimisation
-    micro-step; for ``fullrank`` ``"lm"`` is the weighted loss and ``"lm_plain"`` the unweighted one),
+    micro-step; for ``fullrank`` ``"lm"`` is the weighted loss and ``"lm_plain"`` the unweighted one; for
+    ``lipo`` ``"lipo"`` the loss, ``"teacher_logratio"`` the teacher permutation's ``log pi - log pi_ref``,
+    ``"mean_logratio"`` that of every response and ``"teacher_top"`` the share of windows whose teacher
+    permutation has the highest score, each before the step's update),
     steps, seconds, tokens per second and the trained ``model`` (unmerged).
     """
     import time
@@ -324,7 +463,13 @@ def train_llm(cfg: LLMTrainConfig, windows: Sequence[LLMWindow], backend: Any = 
 
         backend = TransformersBackend(cfg.model, device=cfg.device)
     set_seed(cfg.seed)
-    feats = [encode_window(backend, w, cfg.prime, cfg.max_length) for w in windows]
+    lipo = cfg.objective == "lipo"
+    if lipo and not cfg.beta > 0:
+        raise ConfigError(f"beta must be > 0 for the lipo objective, got {cfg.beta}")
+    if lipo:
+        feats = [encode_lipo(backend, w, cfg.lipo_responses, cfg.seed, cfg.prime, cfg.max_length) for w in windows]
+    else:
+        feats = [encode_window(backend, w, cfg.prime, cfg.max_length) for w in windows]
     model = prepare_model(backend.model, cfg)
     with_target = cfg.objective != "first"
     rank_weight = cfg.rank_weight if cfg.rank_weight is not None else COMBINED_WEIGHTS.get(cfg.rank_loss, 1.0)
@@ -337,13 +482,17 @@ def train_llm(cfg: LLMTrainConfig, windows: Sequence[LLMWindow], backend: Any = 
         dataloader_num_workers=0, disable_tqdm=True, **cfg.extra)
     trainer = _trainer_class()(
         model=model, args=args, train_dataset=WindowDataset(feats),
-        data_collator=WindowCollator(backend.tokenizer.pad_token_id, with_target),
+        data_collator=LipoCollator() if lipo else WindowCollator(backend.tokenizer.pad_token_id, with_target),
         objective=cfg.objective, rank_loss=make_rank_loss(cfg.rank_loss), rank_weight=rank_weight,
+        beta=cfg.beta, ref_model=backend.model if lipo and not hasattr(model, "peft_config") else None,
         callbacks=list(callbacks) or None)
     t0 = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     secs = time.perf_counter() - t0
-    tokens = sum(len(f["prefix"]) + (len(f["target"]) if with_target else 0) for f in feats)
+    if lipo:  # the prompt once, every response
+        tokens = sum(len(f["prefix"]) + sum(len(c) for c in f["cands"]) for f in feats)
+    else:
+        tokens = sum(len(f["prefix"]) + (len(f["target"]) if with_target else 0) for f in feats)
     steps_run = len(trainer.parts)
     tokens_seen = tokens / len(feats) * steps_run * cfg.batch_size
     out = save_trained(trainer.model, backend, cfg)
@@ -393,3 +542,102 @@ def first_logprobs(model: Any, backend: Any, windows: Sequence[LLMWindow], prime
             out.append(lp[torch.tensor(f["label_ids"], device=dev)].tolist())
     model.train(was_training)
     return out
+
+
+# ---- ranking accuracy (Chen et al., NeurIPS 2024) ------------------------------------------------------
+@dataclass(frozen=True)
+class PreferencePair:
+    """A preference ``(x, y_w, y_l)``: in window ``window`` (the prompt ``x``), the answer ``chosen`` (a
+    permutation of presentation indices) is preferred to ``rejected``; ``psi_*`` their labels."""
+
+    window: LLMWindow
+    chosen: tuple[int, ...]
+    rejected: tuple[int, ...]
+    psi_chosen: float
+    psi_rejected: float
+
+
+def preference_pairs(windows: Sequence[LLMWindow], k: int = 4, seed: int = 0) -> list[PreferencePair]:
+    """Every pair ``psi_i > psi_j`` of each window's LiPO list (:func:`~rankstack.train.llm_data.lipo_candidates`
+    with ``k`` and ``seed``): ``k (k - 1) / 2`` pairs a window when the labels differ."""
+    out = []
+    for w in windows:
+        cl = lipo_candidates(w, k, seed)
+        for pi, si in cl:
+            for pj, sj in cl:
+                if si > sj:
+                    out.append(PreferencePair(w, pi, pj, si, sj))
+    return out
+
+
+def pair_logprobs(model: Any, backend: Any, pairs: Sequence[PreferencePair], prime: str = "[",
+                  normalise: bool = False, max_length: int = 4096) -> tuple[list[float], list[float]]:
+    """``log pi(y_w|x)`` and ``log pi(y_l|x)`` of every pair under ``model`` (a causal LM, e.g. the
+    backend's or a trained peft model): the answer's token log-probabilities summed (``normalise``: their
+    mean per token), the prompt as the FIRST scorer with ``prime`` reads it. Each window's prompt runs
+    once for all its answers."""
+    dev = next(model.parameters()).device
+    groups: dict[tuple[str, int, tuple[str, ...]], list[int]] = {}
+    for n, p in enumerate(pairs):
+        groups.setdefault((p.window.qid, p.window.start, p.window.doc_ids), []).append(n)
+    lw = [0.0] * len(pairs)
+    ll = [0.0] * len(pairs)
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode():
+        for idx in groups.values():
+            w = pairs[idx[0]].window
+            base = encode_window(backend, w, prime, max_length)
+            perms = sorted({pairs[n].chosen for n in idx} | {pairs[n].rejected for n in idx})
+            conts = [torch.tensor(permutation_tokens(backend, base["label_ids"], perm, prime)[0], device=dev)
+                     for perm in perms]
+            lp = continuation_logprobs(model, torch.tensor(base["prefix"], device=dev), conts, normalise).tolist()
+            by = dict(zip(perms, lp))
+            for n in idx:
+                lw[n], ll[n] = by[pairs[n].chosen], by[pairs[n].rejected]
+    model.train(was_training)
+    return lw, ll
+
+
+def ranking_accuracy(model: Any, backend: Any, pairs: Sequence[PreferencePair], prime: str = "[",
+                     normalise: bool = False) -> float:
+    """Ranking accuracy (Chen et al., "Preference Learning Algorithms Do Not Learn Preference Rankings",
+    NeurIPS 2024, their Definition of ``R(pi, D)``): the share of pairs with ``pi(y_w|x) > pi(y_l|x)``,
+    strictly (a tie counts as wrong). The paper's definition compares the plain sequence likelihoods
+    (``normalise=False``, the default); its code reports the length-normalised variant too (the mean
+    token log-probability, ``normalise=True``)."""
+    if not pairs:
+        raise ConfigError("ranking accuracy of no pairs")
+    lw, ll = pair_logprobs(model, backend, pairs, prime, normalise)
+    return sum(a > b for a, b in zip(lw, ll)) / len(pairs)
+
+
+def idealised_ranking_accuracy(ref_chosen: Sequence[float], ref_rejected: Sequence[float], beta: float,
+                               alpha: float | Sequence[float] = 0.75) -> float:
+    """Idealised ranking accuracy (Chen et al. 2024, Theorem 3.1): the policy that minimises the DPO (or
+    the KL-regularised RLHF) objective perfectly under the Bradley-Terry model, with the ground-truth
+    preference probability ``alpha = P(y_w > y_l | x)``, satisfies
+
+        pi*(y_w|x) / pi*(y_l|x) = pi_ref(y_w|x) / pi_ref(y_l|x) * (alpha / (1 - alpha)) ** (1 / beta),
+
+    so it ranks the pair correctly iff ``log pi_ref(y_w|x) - log pi_ref(y_l|x) + log(alpha / (1 - alpha))
+    / beta > 0``; the idealised accuracy is the share of pairs where that holds (strictly).
+    ``ref_chosen``/``ref_rejected``: ``log pi_ref`` of each pair's responses (:func:`pair_logprobs` of
+    the reference model); ``alpha``: one probability for every pair or one per pair, in ``(0, 1]``
+    (1 = certain: always right). The default 0.75 is the proportion their code
+    (``rlhf_minimizer_client.py``, ``simulate_proportion``) assumes when a dataset has no annotator
+    shares, as for a teacher's permutations here."""
+    if not beta > 0:
+        raise ConfigError(f"beta must be > 0, got {beta}")
+    n = len(ref_chosen)
+    if n == 0 or len(ref_rejected) != n:
+        raise ConfigError(f"need as many chosen as rejected log-probs (> 0), got {n} and {len(ref_rejected)}")
+    alphas = [float(alpha)] * n if isinstance(alpha, (int, float)) else [float(a) for a in alpha]
+    if len(alphas) != n:
+        raise ConfigError(f"alpha: {len(alphas)} values for {n} pairs")
+    ok = 0
+    for a, w, lo in zip(alphas, ref_chosen, ref_rejected):
+        if not 0.0 < a <= 1.0:
+            raise ConfigError(f"alpha must be in (0, 1], got {a}")
+        ok += a == 1.0 or (w - lo + math.log(a / (1.0 - a)) / beta) > 0
+    return ok / n

@@ -12,6 +12,7 @@ Everything is deterministic per ``(seed, query id, window start)``: the presenta
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -139,3 +140,61 @@ def build_windows(
             out.append(LLMWindow(qid, texts[qid], start, tuple(shown), tuple(labs), prompt, tuple(perm),
                                  tuple(ranks), sum(int(c) for _, c in cut)))
     return out
+
+
+# ---- ranked lists of responses for LiPO ------------------------------------------------------------
+def permutation_ndcg(perm: Sequence[int], ranks: Sequence[int]) -> float:
+    """nDCG of the output order ``perm`` (presentation indices, best first) against the teacher: the
+    passage shown at ``i`` has the linear gain ``W - ranks[i]`` (``W`` passages, teacher rank 1 = gain
+    ``W - 1``, the last 0) and output position ``p`` (0-based) the discount ``1 / log2(p + 2)``; the
+    teacher's own permutation scores 1."""
+    n = len(ranks)
+    if sorted(perm) != list(range(n)):
+        raise ConfigError(f"{list(perm)} is not a permutation of 0..{n - 1}")
+    dcg = sum((n - ranks[i]) / math.log2(p + 2) for p, i in enumerate(perm))
+    ideal = sum((n - 1 - p) / math.log2(p + 2) for p in range(n))
+    return dcg / ideal if ideal > 0 else 0.0
+
+
+def lipo_candidates(w: LLMWindow, k: int = 4, seed: int = 0) -> list[tuple[tuple[int, ...], float]]:
+    """The ranked list of ``k`` responses LiPO trains on for window ``w``: distinct permutations of the
+    window with their labels ``psi`` (:func:`permutation_ndcg` against the teacher), in a seeded random
+    order (so the lambda weights' ranks, computed from equal scores at the first step, favour no
+    candidate by its place in the list).
+
+    The candidates, in this order until ``k`` are found (duplicates skipped; a window of ``n`` passages
+    has at most ``n!``):
+
+    1. the teacher's permutation (``psi = 1``, the target);
+    2. the presentation order ``A > B > C ...``: what the untrained SmolLM2 answers (it puts ``A`` first
+       on every diagnostic window, docs/bench/llm_train.md) and what "keep the shown order" learns;
+    3. then alternately the teacher's permutation with its top passage moved to a random lower
+       position (a hard negative: it differs from the target in the passage FIRST reads first) and a
+       uniformly shuffled permutation (an easy one, LiPO's sampled responses).
+
+    Everything comes from ``random.Random(f"{seed}:{qid}:{start}:lipo")``.
+    """
+    if k < 2:
+        raise ConfigError(f"LiPO needs at least 2 responses per window, got {k}")
+    n = len(w.labels)
+    rng = random.Random(f"{seed}:{w.qid}:{w.start}:lipo")
+    teacher = tuple(w.permutation)
+    cands: list[tuple[int, ...]] = [teacher]
+    want = min(k, math.factorial(n))
+    ident = tuple(range(n))
+    if len(cands) < want and ident not in cands:
+        cands.append(ident)
+    tries = 0
+    while len(cands) < want:
+        tries += 1
+        if tries % 2 and tries < 20 * k:  # the teacher with its top demoted
+            p = list(teacher)
+            top = p.pop(0)
+            p.insert(rng.randrange(1, n), top)
+        else:
+            p = list(range(n))
+            rng.shuffle(p)
+        if tuple(p) not in cands:
+            cands.append(tuple(p))
+    rng.shuffle(cands)
+    return [(c, permutation_ndcg(c, w.ranks)) for c in cands]

@@ -46,6 +46,7 @@ __all__ = [
     "GroupInfoNCE",
     "PLRankPolicyGradient",
     "LiPOLambda",
+    "lambda_weights",
     "FocalReweighting",
     "in_batch_scores",
     "LOSSES",
@@ -623,6 +624,22 @@ class LiPOLambda(RankingLoss):
         pairs = _pairs(labels, mask)
         diff = scores[:, :, None] - scores[:, None, :]
         return (delta * F.softplus(-self.sigma * diff) * pairs).sum((1, 2))
+
+
+def lambda_weights(scores: Tensor, labels: Tensor, mask: Tensor | None = None) -> Tensor:
+    """LiPO-lambda's (and LambdaRank's) pair weights ``[Q, L, L]``: ``Delta_ij = |G_i - G_j| |1/D(tau_i) -
+    1/D(tau_j)|`` with ``G = 2^y - 1``, ``D(tau) = log2(1 + tau)`` and ``tau`` the 1-based rank of each
+    item under ``scores`` (descending, ties in list order), where ``y_i > y_j`` and both are valid; 0
+    elsewhere. No gradient flows through the weights. The same weights :class:`LiPOLambda` applies."""
+    scores, labels, mask = _check(scores, labels, mask, "lambda_weights")
+    key = scores.detach().masked_fill(~mask, float("-inf"))
+    order = torch.sort(key, dim=1, descending=True, stable=True).indices
+    ranks = torch.empty_like(order)
+    ranks.scatter_(1, order, torch.arange(1, scores.shape[1] + 1, device=scores.device).expand_as(order))
+    inv_d = 1.0 / _dcg_discount(ranks)
+    G = (torch.pow(2.0, labels.detach().clamp(min=0)) - 1) * mask
+    delta = torch.abs(G[:, :, None] - G[:, None, :]) * torch.abs(inv_d[:, :, None] - inv_d[:, None, :])
+    return delta * _pairs(labels, mask)
 
 
 # ------------------------------------------------------------------------------ wrappers

@@ -429,14 +429,16 @@ def _cross_encoder_model(cfg: CrossEncoderTrainConfig) -> Any:
 
 def train_cross_encoder(config: CrossEncoderTrainConfig, *, callbacks: Sequence[Any] = (),
                         train_dataset: GroupedDataset | None = None, train_sampler: Any = None,
-                        loss_weighting: Any = None) -> str:
+                        loss_weighting: Any = None, augment: Any = None) -> str:
     """Fine-tune a cross-encoder (``AutoModelForSequenceClassification``, one logit, new head when the
     backbone has none) and save it under ``config.output_dir/final``; returns that path.
 
     ``train_dataset`` overrides the data fields of the config (in-memory data); ``callbacks`` are extra
     ``TrainerCallback`` (e.g. :class:`rankstack.train.negatives.RemineCallback`); ``train_sampler`` is a
     ``torch`` sampler (e.g. topic-aware batches); ``loss_weighting`` a
-    :class:`rankstack.train.sampling.DynamicLossWeighting`.
+    :class:`rankstack.train.sampling.DynamicLossWeighting`; ``augment`` a ``str -> str`` applied to
+    each training document (:class:`~rankstack.train.data.CrossEncoderCollator`), e.g.
+    :class:`rankstack.robust.certify.NoiseAugmenter` for noise-augmented training.
     """
     import sentence_transformers
 
@@ -449,7 +451,7 @@ def train_cross_encoder(config: CrossEncoderTrainConfig, *, callbacks: Sequence[
     model = _cross_encoder_model(cfg)
     dev = _dev(cfg, loaded)
     trainer = CrossEncoderTrainer(
-        model=model, args=cfg, train_dataset=ds, data_collator=CrossEncoderCollator(tok, cfg.max_length),
+        model=model, args=cfg, train_dataset=ds, data_collator=CrossEncoderCollator(tok, cfg.max_length, augment),
         processing_class=tok, dev_evaluator=dev, train_sampler=train_sampler, loss_weighting=loss_weighting,
         head_learning_rate=cfg.head_learning_rate, callbacks=[*_callbacks(cfg), *callbacks],
         **_loss_kwargs(cfg),

@@ -91,7 +91,7 @@ def GracefulServer(config: Any, state: Any, drain_s: float = 0.0, drain_timeout_
     return _server_class()(config, state, drain_s, drain_timeout_s)
 
 
-def _options(items: list[str] | None) -> dict[str, Any]:
+def parse_options(items: list[str] | None) -> dict[str, Any]:
     """``KEY=VALUE`` options (a value is JSON if it parses: numbers, booleans, objects; else a string)."""
     out: dict[str, Any] = {}
     for item in items or []:
@@ -120,7 +120,7 @@ def build_config(
     from rankstack.interfaces.service.app import ServiceConfig
     from rankstack.interfaces.service.limits import parse_rate
 
-    opts = _options(option)
+    opts = parse_options(option)
     if backend is not None:
         opts["backend"] = backend
     if base_url is not None:

@@ -18,9 +18,19 @@
   shifted, reads ``log p(token_i | tokens_<i)`` from entry ``i-1``'s ``top_logprobs``; a continuation
   token outside that top-``echo_top_logprobs`` list raises :class:`BackendError` (no silent guess).
 * Requests run concurrently through a thread pool, bounded by ``concurrency`` in-flight requests
-  across all threads (a semaphore), so several queries can be reranked at once. Failed requests
-  (connection errors, 429, 5xx) are retried ``retries`` times with exponential back-off; then a
+  per server (a semaphore each), so several queries can be reranked at once. Failed requests
+  (connection errors, 408/409/429, 5xx) are retried ``retries`` times with exponential back-off; then a
   :class:`BackendError` names the URL, status and response text.
+* **A backend pool** (issue #21): ``base_url`` may name several servers of the same model (a list, or
+  one string with commas: ``"http://a:8000,http://b:8000"``). Each request goes to the server with
+  the fewest requests in flight (ties in turn); a server whose request fails is set aside for the
+  back-off time and the request is retried on the others at once, so a server that dies mid-run costs
+  no request and no answer, and one that comes back is used again. Greedy decoding (temperature 0,
+  seed 0) makes the answers independent of which server gave them. :attr:`HTTPBackend.served` counts
+  the answers per server and :attr:`HTTPBackend.failovers` the failed attempts on a pool (each sends
+  its request on to another server while attempts remain). Ray
+  workers (:mod:`rankstack.scale`) rebuild the backend from the stage's spec, so every worker shares
+  the same pool.
 """
 
 from __future__ import annotations
@@ -46,14 +56,15 @@ from rankstack.llm.backends.models import TEMPLATES
 
 
 class HTTPBackend(Backend):
-    """Client for an OpenAI-compatible server at ``base_url`` (e.g. ``http://127.0.0.1:8000/v1``)."""
+    """Client for an OpenAI-compatible server at ``base_url`` (e.g. ``http://127.0.0.1:8000/v1``), or
+    for a pool of them (a list of URLs, or one string with commas; see the module docstring)."""
 
     name = "http"
     thread_safe = True
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | Sequence[str],
         model: str = "default",
         endpoint: str = "chat",
         template: str = "raw",
@@ -72,9 +83,8 @@ class HTTPBackend(Backend):
             raise ConfigError(f"endpoint must be 'chat' or 'completions', got {endpoint!r}")
         if template not in (*TEMPLATES, "raw"):
             raise ConfigError(f"unknown template {template!r}; use one of {[*TEMPLATES, 'raw']}")
-        self.base_url = base_url.rstrip("/")
-        if not self.base_url.endswith("/v1"):
-            self.base_url += "/v1"
+        self.urls = pool_urls(base_url)
+        self.base_url = self.urls[0] if len(self.urls) == 1 else ",".join(self.urls)
         self.model = model
         self.endpoint = endpoint
         self.template = template
@@ -88,34 +98,77 @@ class HTTPBackend(Backend):
         api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")  # as OpenAI's clients do
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._httpx = httpx
+        n = len(self.urls)
         self.client = httpx.Client(timeout=timeout, headers=headers,
-                                   limits=httpx.Limits(max_connections=self.concurrency))
-        self._sem = threading.BoundedSemaphore(self.concurrency)
-        self._pool = ThreadPoolExecutor(max_workers=self.concurrency)
+                                   limits=httpx.Limits(max_connections=self.concurrency * n))
+        self._sems = [threading.BoundedSemaphore(self.concurrency) for _ in self.urls]
+        self._inflight = [0] * n
+        self._down_until = [0.0] * n
+        self._fails = [0] * n  # consecutive failures per server: how long it is set aside
+        self._turn = 0
+        self.served = dict.fromkeys(self.urls, 0)
+        self.failovers = 0
+        self._pool = ThreadPoolExecutor(max_workers=self.concurrency * n)
         self.unscored = 0
 
     # -- plumbing ------------------------------------------------------------------------
+    def _pick(self, avoid: set[int]) -> tuple[int, float]:
+        """The server for the next attempt (fewest in flight among those up, ties in turn, preferring
+        one this request has not failed on) and how long to wait before using it (0 when one is up)."""
+        with self._lock:
+            now = time.monotonic()
+            n = len(self.urls)
+            order = [(self._turn + j) % n for j in range(n)]
+            self._turn = (self._turn + 1) % n
+            up = [i for i in order if self._down_until[i] <= now]
+            fresh = [i for i in up if i not in avoid] or up
+            if fresh:
+                i = min(fresh, key=lambda i: self._inflight[i])  # min keeps the first of equals
+                self._inflight[i] += 1
+                return i, 0.0
+            i = min(order, key=lambda i: self._down_until[i])
+            self._inflight[i] += 1
+            return i, self._down_until[i] - now
+
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        url = f"{self.base_url}{path}"
-        last = ""
+        errors: list[str] = []
+        failed: set[int] = set()
         for attempt in range(self.retries + 1):
-            with self._sem:
-                try:
-                    r = self.client.post(url, json=body)
-                except self._httpx.TransportError as e:
-                    last = f"{type(e).__name__}: {e}"
-                else:
-                    if r.status_code == 200:
-                        try:
-                            return r.json()
-                        except ValueError:
-                            raise BackendError(f"POST {url}: response is not JSON: {r.text[:300]!r}") from None
-                    last = f"HTTP {r.status_code}: {r.text[:300]}"
-                    if r.status_code not in (408, 409, 429) and r.status_code < 500:
-                        raise BackendError(f"POST {url} failed with {last}")
-            if attempt < self.retries:
-                time.sleep(self.backoff * 2**attempt)
-        raise BackendError(f"POST {url} failed after {self.retries + 1} attempts: {last}")
+            i, wait = self._pick(failed)
+            url = f"{self.urls[i]}{path}"
+            try:
+                if wait > 0:
+                    time.sleep(wait)
+                with self._sems[i]:
+                    try:
+                        r = self.client.post(url, json=body)
+                    except self._httpx.TransportError as e:
+                        last = f"{type(e).__name__}: {e}"
+                    else:
+                        if r.status_code == 200:
+                            try:
+                                out = r.json()
+                            except ValueError:
+                                raise BackendError(f"POST {url}: response is not JSON: {r.text[:300]!r}") from None
+                            with self._lock:
+                                self.served[self.urls[i]] += 1
+                                self._down_until[i], self._fails[i] = 0.0, 0
+                            return out
+                        last = f"HTTP {r.status_code}: {r.text[:300]}"
+                        if r.status_code not in (408, 409, 429) and r.status_code < 500:
+                            raise BackendError(f"POST {url} failed with {last}")
+            finally:
+                with self._lock:
+                    self._inflight[i] -= 1
+            errors.append(f"{url}: {last}")
+            failed.add(i)
+            with self._lock:  # set the server aside; the next attempt goes to another one at once
+                self._fails[i] += 1
+                self._down_until[i] = time.monotonic() + self.backoff * 2 ** (min(self._fails[i], 7) - 1)
+                if len(self.urls) > 1:
+                    self.failovers += 1
+        where = self.urls[0] + path if len(self.urls) == 1 else f"{path} on a pool of {len(self.urls)} servers"
+        raise BackendError(f"POST {where} failed after {self.retries + 1} attempts: " + "; ".join(errors))
 
     def _map(self, fn, items):
         items = list(items)
@@ -129,7 +182,7 @@ class HTTPBackend(Backend):
         return f"{system}\n\n{user}\n" if system else f"{user}\n"
 
     def count_tokens(self, text: str) -> int:
-        root = self.base_url[: -len("/v1")]
+        root = self.urls[0][: -len("/v1")]
         try:
             r = self.client.post(f"{root}/extras/tokenize", json={"input": text})
             r.raise_for_status()
@@ -299,9 +352,27 @@ class HTTPBackend(Backend):
         return np.asarray(self._map(one, list(zip(prompts, continuations, strict=True))), dtype=np.float64)
 
     def config(self) -> dict[str, Any]:
-        return {"backend": self.name, "base_url": self.base_url, "model": self.model, "endpoint": self.endpoint,
+        return {"backend": self.name, "base_url": self.base_url if len(self.urls) == 1 else list(self.urls),
+                "model": self.model, "endpoint": self.endpoint,
                 "template": self.template}
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)
         self.client.close()
+
+
+def pool_urls(base_url: str | Sequence[str]) -> list[str]:
+    """The server URLs of ``base_url`` (one URL, a comma-separated string, or a list), each ending in
+    ``/v1``; an empty or repeated entry is a :class:`ConfigError`."""
+    items = base_url.split(",") if isinstance(base_url, str) else list(base_url)
+    urls = []
+    for u in items:
+        if not isinstance(u, str) or not u.strip():
+            raise ConfigError(f"base_url: empty or non-string server URL in {base_url!r}")
+        u = u.strip().rstrip("/")
+        urls.append(u if u.endswith("/v1") else u + "/v1")
+    if not urls:
+        raise ConfigError("base_url names no server")
+    if len(set(urls)) != len(urls):
+        raise ConfigError(f"base_url names a server twice: {base_url!r}")
+    return urls
