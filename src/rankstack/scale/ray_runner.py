@@ -645,7 +645,7 @@ def evaluate_ray(
     pending, results = [], {}
     for j, chunk in enumerate(chunks):  # at most n_workers chunks in flight
         if len(pending) >= n_workers:
-            done, pending = ray.wait(pending, num_returns=1)
+            _, pending = ray.wait(pending, num_returns=1)
         pending.append(task.remote({q: dict(qrels[q]) for q in chunk},
                                    {q: dict(run[q]) for q in chunk if q in run}, names, all_judged,
                                    remove_query_doc))
