@@ -27,7 +27,9 @@ from rankstack.errors import FormatError
 from rankstack.experiments.report import CSS, _png, _pyplot
 
 
-def load_json(path: str | Path) -> dict[str, Any]:
+def load_json(path: str | Path, what: str = "a rankstack result (a JSON object)") -> dict[str, Any]:
+    """The JSON object in ``path``; a :class:`FormatError` naming the file otherwise (``what``: what it
+    should have been)."""
     path = Path(path)
     try:
         out = json.loads(path.read_text(encoding="utf-8"))
@@ -36,7 +38,7 @@ def load_json(path: str | Path) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise FormatError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(out, dict):
-        raise FormatError(f"{path}: not a rankstack result (a JSON object)")
+        raise FormatError(f"{path}: not {what}")
     return out
 
 

@@ -29,15 +29,10 @@ _REQUIRED = ("name", "measure", "baseline", "rankers", "collections", "tasks", "
 
 def load_result(path: str | Path) -> dict[str, Any]:
     """A robustness result written by ``rankstack robustness ... -o OUT.json``; clear errors otherwise."""
+    from rankstack.interfaces.attack_report import load_json
+
     path = Path(path)
-    try:
-        result = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FormatError(f"{path}: no such file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise FormatError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(result, dict):
-        raise FormatError(f"{path}: not a robustness result (a JSON object with {', '.join(_REQUIRED)})")
+    result = load_json(path, f"a robustness result (a JSON object with {', '.join(_REQUIRED)})")
     missing = [k for k in _REQUIRED if k not in result]
     if missing:
         raise FormatError(f"{path}: not a robustness result: missing field(s) {', '.join(missing)} "
